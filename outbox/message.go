@@ -1,0 +1,131 @@
+package outbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/keel-go/keel/aggregate"
+)
+
+// Partitions is the fixed number of hash partitions that partition keys are
+// spread over. Relays lease whole partitions, so all messages of one key are
+// relayed by one relay at a time, in order. It is part of the stored schema
+// and never changes.
+const Partitions = 64
+
+// Message is one outbox row: a message waiting to be delivered.
+type Message struct {
+	// ID is the message id, unique across the outbox. Enqueue assigns a
+	// UUIDv7 when it is empty. Consumers deduplicate on it.
+	ID string
+	// Name is the message or event name, such as "invoice.paid". Required.
+	Name string
+	// Topic optionally names the destination (a Kafka topic, say). Empty
+	// means the publisher's default.
+	Topic string
+	// Key is the partition key: messages with the same key are delivered in
+	// the order they were enqueued. Empty means AggregateID; if that is empty
+	// too, the message id, which imposes no order.
+	Key string
+	// AggregateType, AggregateID and AggregateVersion identify the change
+	// that produced the message, when it came from an aggregate.
+	AggregateType    string
+	AggregateID      string
+	AggregateVersion int64
+	// Payload is the encoded body, JSON for events recorded by aggregates.
+	Payload []byte
+	// Headers are free-form string metadata, such as a W3C traceparent.
+	Headers map[string]string
+	// CorrelationID and CausationID trace a message back to its request.
+	CorrelationID string
+	CausationID   string
+	// OccurredAt is when the event happened; Enqueue uses the current time
+	// when it is zero.
+	OccurredAt time.Time
+
+	// Seq is the row's position in the outbox, set when a relay reads it.
+	Seq int64
+	// Attempts is how many deliveries were tried before this one; set by the relay.
+	Attempts int
+}
+
+// PartitionKey returns the key that orders m: Key, else AggregateID, else ID.
+func (m *Message) PartitionKey() string {
+	switch {
+	case m.Key != "":
+		return m.Key
+	case m.AggregateID != "":
+		return m.AggregateID
+	}
+	return m.ID
+}
+
+// PartitionOf returns the hash partition, in [0, Partitions), of a partition key.
+func PartitionOf(key string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return int(h.Sum32() % Partitions)
+}
+
+// FromEnvelope converts a recorded domain event into an outbox message,
+// encoding the event as JSON. The partition key is the aggregate id.
+func FromEnvelope(env aggregate.Envelope) (Message, error) {
+	if env.Event == nil {
+		return Message{}, fmt.Errorf("keel: envelope %s has no event", env.ID)
+	}
+	payload, err := aggregate.Encode(env.Event)
+	if err != nil {
+		return Message{}, err
+	}
+	return Message{
+		ID:               env.ID,
+		Name:             env.Name,
+		Key:              env.AggregateID,
+		AggregateType:    env.AggregateType,
+		AggregateID:      env.AggregateID,
+		AggregateVersion: env.AggregateVersion,
+		Payload:          payload,
+		Headers:          env.Headers,
+		CorrelationID:    env.CorrelationID,
+		CausationID:      env.CausationID,
+		OccurredAt:       env.OccurredAt,
+	}, nil
+}
+
+// Decode decodes m's payload with the event registry reg.
+func (m *Message) Decode(reg *aggregate.Registry) (aggregate.Event, error) {
+	return reg.Decode(m.Name, m.Payload)
+}
+
+func (m *Message) validate(i int) error {
+	if m.Name == "" {
+		return fmt.Errorf("%w: message %d has an empty Name", ErrInvalidMessage, i)
+	}
+	if m.Payload == nil {
+		return fmt.Errorf("%w: message %d (%s) has a nil Payload; use an empty slice for no body", ErrInvalidMessage, i, m.Name)
+	}
+	return nil
+}
+
+// encodeHeaders stores headers as JSON text; no headers is the empty string.
+func encodeHeaders(h map[string]string) (string, error) {
+	if len(h) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(h)
+	return string(b), err
+}
+
+// DecodeHeaders parses the stored form written by Enqueue.
+func DecodeHeaders(s string) (map[string]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var h map[string]string
+	if err := json.Unmarshal([]byte(s), &h); err != nil {
+		return nil, fmt.Errorf("keel: corrupt outbox headers %q: %w", s, err)
+	}
+	return h, nil
+}
