@@ -7,3 +7,5 @@ require (
 	github.com/lib/pq v1.12.3
 	github.com/mattn/go-sqlite3 v1.14.53
 )
+
+require github.com/google/go-cmp v0.7.0 // indirect

@@ -113,3 +113,14 @@ func (r *Registry) Decode(name string, payload []byte) (Event, error) {
 	}
 	return v.Elem().Interface().(Event), nil
 }
+
+// NameOf returns the event name of type E without needing a value. E may be
+// a struct type or a pointer to one.
+func NameOf[E Event]() string {
+	var zero E
+	t := reflect.TypeOf(&zero).Elem()
+	if t.Kind() == reflect.Pointer {
+		return reflect.New(t.Elem()).Interface().(Event).EventName()
+	}
+	return zero.EventName()
+}
