@@ -49,6 +49,8 @@ type Message struct {
 	Seq int64
 	// Attempts is how many deliveries were tried before this one; set by the relay.
 	Attempts int
+	// EnqueuedAt is when the row was written; set by the relay.
+	EnqueuedAt time.Time
 }
 
 // PartitionKey returns the key that orders m: Key, else AggregateID, else ID.

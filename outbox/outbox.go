@@ -21,6 +21,11 @@ type Config struct {
 	// default "keel_" is used, giving keel_outbox, keel_inbox and so on. It
 	// must be letters, digits and underscores.
 	TablePrefix string
+	// DisableNotify stops EnqueueTx from sending a PostgreSQL notification
+	// that wakes listening relays in other processes. NOTIFY serialises
+	// commits briefly; without it relays find new rows by polling. Ignored
+	// on SQLite.
+	DisableNotify bool
 }
 
 // Outbox writes messages into the outbox table inside the caller's
@@ -30,6 +35,8 @@ type Outbox struct {
 	d       *dialect.Dialect
 	prefix  string
 	table   string
+	notify  string // pg_notify statement; empty when not notifying
+	channel string
 	mu      sync.Mutex
 	inserts map[int]string // batch size -> rebound INSERT
 }
@@ -48,7 +55,11 @@ func New(db *sql.DB, cfg Config) (*Outbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Outbox{db: db, d: d, prefix: prefix, table: prefix + "outbox", inserts: map[int]string{}}, nil
+	o := &Outbox{db: db, d: d, prefix: prefix, table: prefix + "outbox", channel: notifyChannel(prefix), inserts: map[int]string{}}
+	if d.IsPostgres() && !cfg.DisableNotify {
+		o.notify = "SELECT pg_notify($1, '')"
+	}
+	return o, nil
 }
 
 func (cfg Config) resolve(db *sql.DB) (*dialect.Dialect, string, error) {
@@ -107,7 +118,9 @@ func (o *Outbox) Enqueue(ctx context.Context, msgs ...Message) error {
 // so do the messages; once it commits, a relay will deliver them. Messages
 // are inserted in the order given, which is their delivery order per key.
 // Empty ids are filled with new UUIDv7s (the caller's slice is updated) and
-// zero OccurredAt times with the current time.
+// zero OccurredAt times with the current time. On PostgreSQL it also sends one
+// notification (delivered at commit) that wakes listening relays; see
+// Config.DisableNotify.
 func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -146,6 +159,11 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) erro
 		}
 		if _, err := tx.ExecContext(ctx, o.insertSQL(len(chunk)), args...); err != nil {
 			return o.wrapErr(err, "enqueue")
+		}
+	}
+	if o.notify != "" {
+		if _, err := tx.ExecContext(ctx, o.notify, o.channel); err != nil {
+			return o.wrapErr(err, "notify")
 		}
 	}
 	return nil

@@ -1,0 +1,25 @@
+package outbox
+
+import (
+	"context"
+	"time"
+)
+
+// Hooks for the external tests.
+
+// CrashOnStop makes r stop like a crashed process: without handing back its leases.
+func CrashOnStop(r *Relay) { r.crashOnStop.Store(true) }
+
+// Listening is closed once r's PostgreSQL listener is active.
+func Listening(r *Relay) <-chan struct{} { return r.listening }
+
+// ClaimAll runs one claim over all partitions, as if r held every lease,
+// and returns how many rows it read. Rows are left untouched.
+func ClaimAll(ctx context.Context, r *Relay) (int, error) {
+	r.rotate = 0
+	msgs, err := r.claim(ctx, ^uint64(0), time.Now())
+	return len(msgs), err
+}
+
+// ClaimSQL returns the claim statement.
+func ClaimSQL(r *Relay) string { return r.q.claim }
