@@ -14,9 +14,12 @@ import (
 // core holds what Document and Table share: the dialect, the aggregate type,
 // the table, and the checks and error handling around every statement.
 type core[T aggregate.Aggregate] struct {
-	d     *dialect.Dialect
-	typ   string
-	table string
+	d   *dialect.Dialect
+	typ string
+	// typArg is typ boxed once, so passing it as a query argument does not
+	// allocate on every call.
+	typArg any
+	table  string
 	// keelTable is true for the document table, which outbox.Migrate
 	// creates, and false for an application's own table.
 	keelTable bool
@@ -37,7 +40,7 @@ func newCore[T aggregate.Aggregate](db *sql.DB, dialectName, typ string, newT fu
 	if err != nil {
 		return core[T]{}, err
 	}
-	return core[T]{d: d, typ: typ, newT: newT, comparable: reflect.TypeFor[T]().Comparable()}, nil
+	return core[T]{d: d, typ: typ, typArg: typ, newT: newT, comparable: reflect.TypeFor[T]().Comparable()}, nil
 }
 
 // isNil reports whether a is a nil pointer or a nil interface.

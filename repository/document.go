@@ -109,7 +109,7 @@ func (r *Document[T]) get(ctx context.Context, q Querier, id, query, op string) 
 	if err != nil {
 		return zero, err
 	}
-	rows, err := q.QueryContext(ctx, query, r.typ, id)
+	rows, err := q.QueryContext(ctx, query, r.typArg, id)
 	if err != nil {
 		return zero, r.wrap(err, op, id)
 	}
@@ -142,7 +142,7 @@ func (r *Document[T]) Exists(ctx context.Context, q Querier, id string) (bool, e
 	if err := r.checkID("exists", id); err != nil {
 		return false, err
 	}
-	return r.exists(ctx, q, r.existsSQL, id, r.typ, id)
+	return r.exists(ctx, q, r.existsSQL, id, r.typArg, id)
 }
 
 // Save stores a. A new aggregate (version 0) is inserted at version 1; if
@@ -164,9 +164,9 @@ func (r *Document[T]) Save(ctx context.Context, q Querier, a T) error {
 	now := r.d.Time(time.Now())
 	var res sql.Result
 	if v == 0 {
-		res, err = q.ExecContext(ctx, r.insertSQL, r.typ, id, string(state), now, now)
+		res, err = q.ExecContext(ctx, r.insertSQL, r.typArg, id, string(state), now, now)
 	} else {
-		res, err = q.ExecContext(ctx, r.updateSQL, v+1, string(state), now, r.typ, id, v)
+		res, err = q.ExecContext(ctx, r.updateSQL, v+1, string(state), now, r.typArg, id, v)
 	}
 	if err != nil {
 		return r.wrap(err, "save", id)
@@ -175,7 +175,7 @@ func (r *Document[T]) Save(ctx context.Context, q Querier, a T) error {
 		if err != nil {
 			return err
 		}
-		return r.conflict(ctx, q, r.versionSQL, id, v, r.typ, id)
+		return r.conflict(ctx, q, r.versionSQL, id, v, r.typArg, id)
 	}
 	aggregate.SetVersion(a, v+1)
 	saved(q, a)
@@ -195,7 +195,7 @@ func (r *Document[T]) Delete(ctx context.Context, q Querier, a T) error {
 	if v == 0 {
 		return fmt.Errorf("%w: delete %s %q: it was never saved (version 0)", ErrNotFound, r.typ, id)
 	}
-	res, err := q.ExecContext(ctx, r.deleteSQL, r.typ, id, v)
+	res, err := q.ExecContext(ctx, r.deleteSQL, r.typArg, id, v)
 	if err != nil {
 		return r.wrap(err, "delete", id)
 	}
@@ -203,7 +203,7 @@ func (r *Document[T]) Delete(ctx context.Context, q Querier, a T) error {
 		if err != nil {
 			return err
 		}
-		return r.conflict(ctx, q, r.versionSQL, id, v, r.typ, id)
+		return r.conflict(ctx, q, r.versionSQL, id, v, r.typArg, id)
 	}
 	saved(q, a)
 	return nil

@@ -48,7 +48,7 @@ func eachDB(t *testing.T, fn func(t *testing.T, db *sql.DB)) {
 	}
 }
 
-func openDB(t *testing.T, name string) *sql.DB {
+func openDB(t testing.TB, name string) *sql.DB {
 	t.Helper()
 	if name != "pgx" {
 		return testdb.Open(t, name)
@@ -61,7 +61,7 @@ func openDB(t *testing.T, name string) *sql.DB {
 	return db
 }
 
-func openEmpty(t *testing.T, name string) *sql.DB {
+func openEmpty(t testing.TB, name string) *sql.DB {
 	t.Helper()
 	if name != "pgx" {
 		return testdb.OpenEmpty(t, name)

@@ -1,0 +1,62 @@
+// Package repository loads and saves state-stored aggregates inside the
+// caller's transaction, with optimistic versioning.
+//
+// # Two ways to store an aggregate
+//
+// A Document repository stores the aggregate as a JSON document in keel's
+// aggregates table, which outbox.Migrate creates. It needs no SQL from the
+// application:
+//
+//	accounts, err := repository.NewDocument(db, repository.DocumentConfig[*Account]{
+//		Type: "account",
+//		New:  func() *Account { return new(Account) },
+//	})
+//
+// A Table repository maps the aggregate onto the application's own table,
+// one column per field. Fields returns pointers to the stored fields, in
+// the order of Columns; Save reads through them and Get scans into them:
+//
+//	drivers, err := repository.NewTable(db, repository.TableConfig[*Driver]{
+//		Table:   "drivers",
+//		Type:    "driver",
+//		New:     func() *Driver { return new(Driver) },
+//		Columns: []string{"name", "ssn"},
+//		Fields:  func(d *Driver) []any { return []any{&d.Name, &d.SSN} },
+//	})
+//
+// The table keeps its own constraints, which is how a rule over a whole set
+// of aggregates is enforced: with a unique constraint on ssn, saving a
+// second driver with the same social security number returns a
+// *ConstraintError matching ErrUniqueViolation. Columns and Fields may be
+// left out when the struct's fields carry sqlx-style `db:"column"` tags.
+//
+// Both repositories implement Repository. Every method takes a Querier, so
+// it runs in whatever the caller passes: a *sql.DB, a *sql.Tx, a *sqlx.Tx or
+// the unit of work's transaction.
+//
+// # Versions and conflicts
+//
+// A new aggregate has version 0. Save inserts it at version 1; an id that is
+// already stored is a conflict. Get restores the stored version, and Save of
+// an aggregate loaded at version v updates the row only where the version
+// is still v, moving it to v+1. When another writer got there first, Save
+// returns a *ConflictError carrying the expected and the stored version,
+// and errors.Is(err, ErrConflict) holds; reload and try again. Delete is
+// versioned the same way.
+//
+// # Pessimistic locking
+//
+// Where conflicts would be frequent, GetForUpdate loads the aggregate and
+// locks it until the transaction ends, so concurrent commands queue instead
+// of failing. PostgreSQL reads with SELECT ... FOR UPDATE. SQLite has no
+// row locks; open it with _txlock=immediate and every transaction takes the
+// database's write lock at BEGIN, which serialises the read already.
+//
+// # Events and the unit of work
+//
+// Repositories never write events and never clear them. After a successful
+// Save or Delete, a repository calls Track on its Querier if the Querier is
+// a Tracker. The unit of work's transaction is one: it writes the
+// aggregate's pending events to the outbox in the same transaction and
+// marks them committed once that transaction commits.
+package repository
