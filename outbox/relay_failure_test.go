@@ -1,0 +1,221 @@
+package outbox_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keel-go/keel/internal/testdb"
+	"github.com/keel-go/keel/outbox"
+)
+
+// drainUntil calls Drain until cond holds; retries wait a few milliseconds.
+func drainUntil(t *testing.T, r *outbox.Relay, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; !cond(); i++ {
+		if i == 200 {
+			t.Fatalf("gave up draining until %s", what)
+		}
+		if _, err := r.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Millisecond)
+	}
+}
+
+func TestRelayPoisonMessage(t *testing.T) {
+	for _, policy := range []outbox.FailurePolicy{outbox.ParkKey, outbox.SkipMessage} {
+		t.Run(policy.String(), func(t *testing.T) {
+			testdb.Each(t, func(t *testing.T, db *sql.DB) {
+				ctx := context.Background()
+				ob := newOutbox(t, db, outbox.Config{})
+				// The poison key comes first, with a backlog six times the batch
+				// size: it must not crowd the other keys out of any batch.
+				var poison []outbox.Message
+				for v := 1; v <= 60; v++ {
+					poison = append(poison, outbox.Message{Name: "p", Key: "poison", AggregateVersion: int64(v), Payload: []byte{}})
+				}
+				if err := ob.Enqueue(ctx, poison...); err != nil {
+					t.Fatal(err)
+				}
+				fill(t, ob, 10, 5)
+				pill := poison[1].ID
+				rec := &recorder{}
+				rec.setFail(func(m outbox.Message) error {
+					if m.ID == pill {
+						return errors.New("poison pill")
+					}
+					return nil
+				})
+				r := newRelay(t, db, rec, outbox.RelayConfig{
+					BatchSize: 10, MaxAttempts: 3, RetryBackoff: time.Millisecond, MaxRetryBackoff: 2 * time.Millisecond, Policy: policy,
+				})
+				if _, err := r.Drain(ctx); err != nil {
+					t.Fatal(err)
+				}
+				others := 0
+				for _, m := range rec.messages() {
+					if m.Key != "poison" {
+						others++
+					}
+				}
+				if others != 50 {
+					t.Fatalf("%d of 50 messages of healthy keys delivered by the first Drain", others)
+				}
+				drainUntil(t, r, "the pill is parked", func() bool {
+					s, err := r.Stats(ctx)
+					return err == nil && s.Parked == 1 && s.Retrying == 0
+				})
+				parked, err := r.Parked(ctx, outbox.ParkedQuery{})
+				if err != nil || len(parked) != 1 {
+					t.Fatalf("Parked = %v, %v", parked, err)
+				}
+				p := parked[0]
+				if p.ID != pill || p.Attempts != 3 || !strings.Contains(p.LastError, "poison pill") || time.Since(p.ParkedAt) > time.Minute || p.AggregateVersion != 2 {
+					t.Fatalf("parked row %+v", p)
+				}
+				if byKey, _ := r.Parked(ctx, outbox.ParkedQuery{Key: "poison"}); len(byKey) != 1 {
+					t.Fatalf("Parked by key = %d rows", len(byKey))
+				}
+				if byKey, _ := r.Parked(ctx, outbox.ParkedQuery{Key: keyName(1)}); len(byKey) != 0 {
+					t.Fatalf("Parked for a healthy key = %d rows", len(byKey))
+				}
+				if _, err := r.Drain(ctx); err != nil {
+					t.Fatal(err)
+				}
+				s, _ := r.Stats(ctx)
+				delivered := rec.count()
+				switch policy {
+				case outbox.ParkKey:
+					// v1 went out; v3..v60 wait behind the parked v2.
+					if delivered != 51 || s.Pending != 58 {
+						t.Fatalf("ParkKey: delivered %d (want 51), pending %d (want 58)", delivered, s.Pending)
+					}
+				case outbox.SkipMessage:
+					if delivered != 109 || s.Pending != 0 {
+						t.Fatalf("SkipMessage: delivered %d (want 109), pending %d (want 0)", delivered, s.Pending)
+					}
+				}
+				// Heal, requeue the pill: everything arrives, once.
+				rec.setFail(nil)
+				if err := r.Requeue(ctx, pill); err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Requeue(ctx, pill); !errors.Is(err, outbox.ErrNotParked) {
+					t.Fatalf("second Requeue: %v", err)
+				}
+				if _, err := r.Drain(ctx); err != nil {
+					t.Fatal(err)
+				}
+				got := rec.messages()
+				if len(got) != 110 {
+					t.Fatalf("%d messages delivered after requeue, want 110", len(got))
+				}
+				if policy == outbox.ParkKey {
+					if dups := checkOrder(t, got); dups != 0 {
+						t.Fatalf("%d duplicates", dups)
+					}
+				} else if last := got[len(got)-1]; last.ID != pill {
+					t.Fatalf("SkipMessage: requeued pill should arrive last, got %s v%d", last.Key, last.AggregateVersion)
+				}
+				if s, _ := r.Stats(ctx); s.Pending != 0 || s.Parked != 0 {
+					t.Fatalf("Stats after requeue: %+v", s)
+				}
+			})
+		})
+	}
+}
+
+func TestRelayPermanentErrorAndRequeueKey(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+		ctx := context.Background()
+		ob := newOutbox(t, db, outbox.Config{})
+		msgs := []outbox.Message{
+			{Name: "a", Key: "perm", AggregateVersion: 1, Payload: []byte{}},
+			{Name: "a", Key: "perm", AggregateVersion: 2, Payload: []byte{}},
+			{Name: "a", Key: "perm", AggregateVersion: 3, Payload: []byte{}},
+			{Name: "a", Key: "fine", AggregateVersion: 1, Payload: []byte{}},
+		}
+		if err := ob.Enqueue(ctx, msgs...); err != nil {
+			t.Fatal(err)
+		}
+		rec := &recorder{}
+		rec.setFail(func(m outbox.Message) error {
+			if m.Key == "perm" && m.AggregateVersion == 3 {
+				return fmt.Errorf("schema rejected: %w", outbox.ErrPermanent)
+			}
+			return nil
+		})
+		r := newRelay(t, db, rec, outbox.RelayConfig{MaxAttempts: 50})
+		if n, err := r.Drain(ctx); err != nil || n != 3 {
+			t.Fatalf("Drain = %d, %v; want 3", n, err)
+		}
+		parked, err := r.Parked(ctx, outbox.ParkedQuery{Key: "perm"})
+		if err != nil || len(parked) != 1 || parked[0].Attempts != 1 || parked[0].AggregateVersion != 3 {
+			t.Fatalf("a permanent error parks at the first attempt: %+v, %v", parked, err)
+		}
+		if n, err := r.RequeueKey(ctx, "nobody"); err != nil || n != 0 {
+			t.Fatalf("RequeueKey of a healthy key = %d, %v", n, err)
+		}
+		rec.setFail(nil)
+		if n, err := r.RequeueKey(ctx, "perm"); err != nil || n != 1 {
+			t.Fatalf("RequeueKey = %d, %v; want 1", n, err)
+		}
+		if n, err := r.Drain(ctx); err != nil || n != 1 {
+			t.Fatalf("Drain after RequeueKey = %d, %v; want 1", n, err)
+		}
+		if dups := checkOrder(t, rec.messages()); dups != 0 {
+			t.Fatalf("%d duplicates", dups)
+		}
+	})
+}
+
+func TestRelayWholeBatchFailure(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+		ctx := context.Background()
+		ob := newOutbox(t, db, outbox.Config{})
+		fill(t, ob, 5, 3)
+		down := true
+		var calls int
+		pub := outbox.PublisherFunc(func(ctx context.Context, batch []outbox.Message) error {
+			calls++
+			if down {
+				return errors.New("broker unreachable")
+			}
+			return nil
+		})
+		var reports []outbox.BatchReport
+		r := newRelay(t, db, pub, outbox.RelayConfig{
+			RetryBackoff: 20 * time.Millisecond, MaxRetryBackoff: 20 * time.Millisecond,
+			Observer: outbox.ObserverFunc(func(b outbox.BatchReport) { reports = append(reports, b) }),
+		})
+		if n, err := r.Drain(ctx); err != nil || n != 0 {
+			t.Fatalf("Drain against a dead broker = %d, %v", n, err)
+		}
+		// Each key's first message took the attempt; the rest wait, untouched.
+		s, _ := r.Stats(ctx)
+		if s.Pending != 15 || s.Retrying != 5 || s.Parked != 0 {
+			t.Fatalf("Stats = %+v; want 15 pending, 5 retrying", s)
+		}
+		if len(reports) != 1 || reports[0].Failed != 5 || reports[0].Held != 10 || calls != 1 {
+			t.Fatalf("reports %+v after %d publish calls; want one batch with 5 failed, 10 held", reports, calls)
+		}
+		down = false
+		time.Sleep(25 * time.Millisecond)
+		var delivered int
+		drainUntil(t, r, "everything is delivered", func() bool {
+			s, err := r.Stats(ctx)
+			return err == nil && s.Pending == 0
+		})
+		for _, b := range reports {
+			delivered += b.Delivered
+		}
+		if delivered != 15 {
+			t.Fatalf("delivered %d, want 15", delivered)
+		}
+	})
+}
