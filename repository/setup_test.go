@@ -54,7 +54,10 @@ func openDB(t testing.TB, name string) *sql.DB {
 		return testdb.Open(t, name)
 	}
 	db := openEmpty(t, name)
-	// Migrate detects the dialect from the pgx driver.
+	if d, err := dialect.Detect(db); err != nil || !d.IsPostgres() {
+		t.Fatalf("dialect detected for the pgx driver = %v, %v; want postgres", d, err)
+	}
+	// Migrate detects the dialect from the pgx driver too.
 	if err := outbox.Migrate(context.Background(), db, outbox.Config{}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
