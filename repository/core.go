@@ -52,10 +52,10 @@ func (c *core[T]) isNil(a T) bool {
 // check validates an aggregate passed to Save or Delete.
 func (c *core[T]) check(op string, a T) error {
 	if c.isNil(a) {
-		return fmt.Errorf("keel: %s %s: %w: the aggregate is nil", op, c.typ, aggregate.ErrEmptyID)
+		return fmt.Errorf("%w: %s was given a nil %s", aggregate.ErrEmptyID, op, c.typ)
 	}
 	if err := aggregate.Validate(a); err != nil {
-		return fmt.Errorf("keel: %s %s: %w", op, c.typ, err)
+		return err
 	}
 	if a.Type() != c.typ {
 		return fmt.Errorf("keel: %s: aggregate %q has type %q but this repository stores %q aggregates", op, a.ID(), a.Type(), c.typ)
@@ -66,7 +66,7 @@ func (c *core[T]) check(op string, a T) error {
 // checkID validates an id passed to Get, GetForUpdate or Exists.
 func (c *core[T]) checkID(op, id string) error {
 	if id == "" {
-		return fmt.Errorf("keel: %s %s: %w", op, c.typ, aggregate.ErrEmptyID)
+		return fmt.Errorf("%w: %s needs the id of the %s", aggregate.ErrEmptyID, op, c.typ)
 	}
 	return nil
 }

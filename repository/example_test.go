@@ -198,3 +198,49 @@ func ExampleTracker() {
 	// Output:
 	// 1 w1
 }
+
+// Car is an example aggregate whose columns come from db tags.
+type Car struct {
+	aggregate.Root
+	Plate    string `db:"plate"`
+	DriverID string `db:"driver_id"`
+}
+
+func ExampleTableConfig_structTags() {
+	ctx := context.Background()
+	db, cleanup := exampleDB()
+	defer cleanup()
+
+	// One driver per car: driver_id is unique.
+	if _, err := db.Exec(`CREATE TABLE cars (
+		id        TEXT PRIMARY KEY,
+		version   INTEGER NOT NULL,
+		plate     TEXT NOT NULL,
+		driver_id TEXT NOT NULL UNIQUE)`); err != nil {
+		log.Fatal(err)
+	}
+	// Columns and Fields are left out: they come from the db tags.
+	cars, err := repository.NewTable(db, repository.TableConfig[*Car]{
+		Table: "cars",
+		Type:  "car",
+		New:   func() *Car { return new(Car) },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, id := range []string{"c1", "c2"} {
+		c := &Car{Plate: "KEEL-" + id, DriverID: "alice"}
+		c.Init("car", id)
+		err := cars.Save(ctx, db, c)
+		fmt.Println(id, errors.Is(err, repository.ErrUniqueViolation))
+	}
+	c, err := cars.Get(ctx, db, "c1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(c.Plate, c.DriverID, c.Version())
+	// Output:
+	// c1 false
+	// c2 true
+	// KEEL-c1 alice 1
+}
