@@ -1,0 +1,130 @@
+package uow_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/keel-go/keel/aggregate"
+	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/internal/testdb"
+	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/uow"
+)
+
+// BenchmarkCommit measures one command end to end: load an account, deposit
+// into it, and commit the new state with one outbox event. The baseline
+// sub-benchmark does the same statements by hand with database/sql (select,
+// versioned update, outbox insert, commit) against the same tables, so the
+// two figures of one run compare directly.
+func BenchmarkCommit(b *testing.B) {
+	for _, name := range testdb.Dialects {
+		b.Run(name, func(b *testing.B) {
+			db := testdb.Open(b, name)
+			d, _ := dialect.ByName(name)
+			bu := setupBench(b, db)
+			b.Run("keel", func(b *testing.B) {
+				ctx := context.Background()
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					err := bu.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
+						a, err := bu.accounts.Get(ctx, tx, "bench-1")
+						if err != nil {
+							return err
+						}
+						if err := a.Deposit(1); err != nil {
+							return err
+						}
+						return bu.accounts.Save(ctx, tx, a)
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
+			})
+			b.Run("baseline", func(b *testing.B) {
+				base := newBaseline(d)
+				ctx := context.Background()
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := base.deposit(ctx, db, "bench-1", 1); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
+			})
+		})
+	}
+}
+
+func setupBench(b *testing.B, db *sql.DB) bundle {
+	bu := bundleFor(b, db)
+	if err := bu.runner.Do(context.Background(), func(ctx context.Context, tx *uow.Tx) error {
+		return bu.accounts.Save(ctx, tx, OpenAccount("bench-1", "bench"))
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return bu
+}
+
+// baseline is the hand-written database/sql version of one deposit.
+type baseline struct {
+	d                   *dialect.Dialect
+	load, update, event string
+}
+
+func newBaseline(d *dialect.Dialect) baseline {
+	return baseline{
+		d:      d,
+		load:   d.Rebind("SELECT version, state FROM keel_aggregates WHERE aggregate_type = ? AND aggregate_id = ?"),
+		update: d.Rebind("UPDATE keel_aggregates SET state = ?, version = ?, updated_at = ? WHERE aggregate_type = ? AND aggregate_id = ? AND version = ?"),
+		event: d.Rebind("INSERT INTO keel_outbox (id, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at, created_at) " +
+			"VALUES (?, '', ?, ?, ?, 'account', ?, ?, ?, '', '', '', ?, ?)"),
+	}
+}
+
+func (bl baseline) deposit(ctx context.Context, db *sql.DB, id string, amount int64) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var version int64
+	var state []byte
+	if err := tx.QueryRowContext(ctx, bl.load, "account", id).Scan(&version, &state); err != nil {
+		return err
+	}
+	var acct struct {
+		Owner   string `json:"owner"`
+		Balance int64  `json:"balance"`
+	}
+	if err := json.Unmarshal(state, &acct); err != nil {
+		return err
+	}
+	acct.Balance += amount
+	now := time.Now().UTC()
+	newState, err := json.Marshal(acct)
+	if err != nil {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, bl.update, string(newState), version+1, bl.d.Time(now), "account", id, version)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("conflict")
+	}
+	payload, err := json.Marshal(Deposited{Amount: amount, At: now})
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, bl.event, aggregate.NewMessageID(), id, outbox.PartitionOf(id), "account.deposited",
+		id, version+1, payload, bl.d.Time(now), bl.d.Time(now)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}

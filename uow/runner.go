@@ -1,0 +1,299 @@
+package uow
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/keel-go/keel/aggregate"
+	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/repository"
+)
+
+// Runner runs units of work against one database. Create it once with New
+// and share it; it is safe for concurrent use once its handlers and hooks
+// are registered.
+type Runner struct {
+	db       *sql.DB
+	d        *dialect.Dialect
+	cfg      Config
+	ob       *outbox.Outbox
+	handlers map[string][]handler
+	hooks    []func(ctx context.Context, msgs []outbox.Message)
+
+	idemInsert string
+	idemSelect string
+	idemResult string
+}
+
+// New returns a Runner over db. It validates cfg but does not touch the
+// database; missing tables are reported, wrapping ErrNotMigrated, by the
+// first unit that needs them.
+func New(db *sql.DB, cfg Config) (*Runner, error) {
+	if db == nil {
+		return nil, errors.New("keel: uow.New: nil *sql.DB; pass an open database handle")
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ob, err := outbox.New(db, outbox.Config{Dialect: cfg.Dialect, TablePrefix: cfg.TablePrefix})
+	if err != nil {
+		return nil, err
+	}
+	d, err := dialect.ByName(ob.Dialect())
+	if err != nil {
+		return nil, err
+	}
+	prefix, _ := dialect.Prefix(cfg.TablePrefix)
+	idem := prefix + "idempotency"
+	return &Runner{
+		db:         db,
+		d:          d,
+		cfg:        cfg,
+		ob:         ob,
+		handlers:   map[string][]handler{},
+		idemInsert: d.Rebind("INSERT INTO " + idem + " (key, created_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"),
+		idemSelect: d.Rebind("SELECT result FROM " + idem + " WHERE key = ?"),
+		idemResult: d.Rebind("UPDATE " + idem + " SET result = ? WHERE key = ?"),
+	}, nil
+}
+
+// Outbox returns the outbox the Runner writes to.
+func (r *Runner) Outbox() *outbox.Outbox { return r.ob }
+
+// DB returns the database the Runner was created with.
+func (r *Runner) DB() *sql.DB { return r.db }
+
+// AfterCommit registers a hook called after every unit that committed,
+// with the messages it wrote to the outbox (possibly none). Hooks run on
+// the committing goroutine, so keep them short: waking a relay with
+// Relay.Notify is the intended use. Register hooks before the Runner is used.
+func (r *Runner) AfterCommit(hook func(ctx context.Context, msgs []outbox.Message)) {
+	r.hooks = append(r.hooks, hook)
+}
+
+// Do runs fn as one unit of work: in a single transaction it runs fn, passes
+// recorded events to in-transaction handlers, writes every pending event of
+// the aggregates saved through tx as outbox rows, and commits. After the
+// commit it marks those events committed and runs the AfterCommit hooks.
+//
+// If fn, a handler or the commit fails with a version conflict
+// (repository.ErrConflict) or a transient database error, the transaction is
+// rolled back and fn runs again, up to MaxAttempts times with jittered
+// exponential backoff. fn must therefore load what it changes through tx
+// each time it runs, and have no effects outside the transaction.
+//
+// Any other error rolls the unit back and is returned, wrapped. A panic in
+// fn rolls back and is re-raised. Cancelling ctx rolls back the unit and
+// stops the retries.
+func (r *Runner) Do(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	return r.retry(ctx, func() error { return r.once(ctx, "", fn) })
+}
+
+// DoIdempotent is Do for a command that clients may send more than once (a
+// retry after a timeout, say). key identifies the command; it is recorded in
+// the same transaction as the command's effects. If the key was already
+// recorded, fn does not run and DoIdempotent returns a *DuplicateError
+// (matching ErrDuplicate) carrying what the first run stored with
+// Tx.SetResult. Concurrent calls with one key apply it once: the second
+// waits for the first to commit or roll back.
+func (r *Runner) DoIdempotent(ctx context.Context, key string, fn func(ctx context.Context, tx *Tx) error) error {
+	if key == "" {
+		return errors.New("keel: DoIdempotent: empty idempotency key; pass a client-chosen command id")
+	}
+	return r.retry(ctx, func() error { return r.once(ctx, key, fn) })
+}
+
+// Join runs fn as a unit of work inside tx, a transaction the caller began
+// and will commit or roll back itself: keel neither commits nor rolls it
+// back. When fn returns nil, Join runs the in-transaction handlers and
+// writes the outbox rows into tx, then marks the events committed. Join does
+// not retry (the caller owns the transaction) and does not run AfterCommit
+// hooks (it cannot see the commit); on PostgreSQL the relay is still woken
+// by the notification sent at commit, and polling covers SQLite.
+func (r *Runner) Join(ctx context.Context, tx Conn, fn func(ctx context.Context, tx *Tx) error) error {
+	if tx == nil {
+		return errors.New("keel: uow.Join: nil transaction")
+	}
+	t := &Tx{conn: tx, r: r}
+	if err := fn(ctx, t); err != nil {
+		return err
+	}
+	if err := r.flush(ctx, t); err != nil {
+		return err
+	}
+	for _, tr := range t.tracked {
+		aggregate.MarkCommitted(tr.a)
+	}
+	return nil
+}
+
+func (r *Runner) retry(ctx context.Context, run func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := run()
+		if err == nil {
+			return nil
+		}
+		if !retryable(err) {
+			return err
+		}
+		if attempt >= r.cfg.MaxAttempts {
+			return fmt.Errorf("keel: unit of work gave up after %d attempts: %w", attempt, err)
+		}
+		r.cfg.Logger.DebugContext(ctx, "keel: retrying unit of work", "attempt", attempt, "err", err)
+		if err := sleep(ctx, r.backoff(attempt)); err != nil {
+			return fmt.Errorf("keel: unit of work cancelled while retrying: %w", errors.Join(err, context.Cause(ctx)))
+		}
+	}
+}
+
+func retryable(err error) bool {
+	return errors.Is(err, repository.ErrConflict) || dialect.IsTransient(err)
+}
+
+// backoff is "full jitter": uniform in [0, min(max, base*2^(attempt-1))].
+func (r *Runner) backoff(attempt int) time.Duration {
+	ceiling := r.cfg.MinBackoff << min(attempt-1, 20)
+	if ceiling <= 0 || ceiling > r.cfg.MaxBackoff {
+		ceiling = r.cfg.MaxBackoff
+	}
+	return time.Duration(rand.Int64N(int64(ceiling) + 1))
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (r *Runner) once(ctx context.Context, key string, fn func(ctx context.Context, tx *Tx) error) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sqlTx, err := r.db.BeginTx(ctx, r.cfg.TxOptions)
+	if err != nil {
+		return fmt.Errorf("keel: begin unit of work: %w", err)
+	}
+	committed := false
+	defer func() {
+		if committed {
+			return
+		}
+		_ = sqlTx.Rollback() // already closed after a cancelled ctx; nothing to report
+		if p := recover(); p != nil {
+			panic(p)
+		}
+	}()
+
+	t := &Tx{conn: sqlTx, r: r}
+	if key != "" {
+		if err := r.claimKey(ctx, t, key); err != nil {
+			return err
+		}
+	}
+	if err := fn(ctx, t); err != nil {
+		return err
+	}
+	if err := r.flush(ctx, t); err != nil {
+		return err
+	}
+	if key != "" && t.result != nil {
+		if _, err := sqlTx.ExecContext(ctx, r.idemResult, t.result, key); err != nil {
+			return fmt.Errorf("keel: store idempotent result: %w", err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("keel: commit unit of work: %w", err)
+	}
+	committed = true
+	for _, tr := range t.tracked {
+		aggregate.MarkCommitted(tr.a)
+	}
+	for _, h := range r.hooks {
+		h(ctx, t.written)
+	}
+	return nil
+}
+
+func (r *Runner) claimKey(ctx context.Context, t *Tx, key string) error {
+	res, err := t.conn.ExecContext(ctx, r.idemInsert, key, r.d.Time(time.Now()))
+	if err != nil {
+		return fmt.Errorf("keel: record idempotency key: %w", dialect.MissingTable(err, "idempotency"))
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 1 {
+		return nil
+	}
+	var result []byte
+	if err := t.conn.QueryRowContext(ctx, r.idemSelect, key).Scan(&result); err != nil {
+		return fmt.Errorf("keel: read idempotent result: %w", err)
+	}
+	return &DuplicateError{Key: key, Result: result}
+}
+
+// flush runs handlers, applies the multi-aggregate policy and writes the
+// outbox rows, in that order.
+func (r *Runner) flush(ctx context.Context, t *Tx) error {
+	md, hasMD := aggregate.MetadataFrom(ctx)
+	if err := t.runHandlers(ctx, md, hasMD); err != nil {
+		return err
+	}
+	if len(t.tracked) > 1 && r.cfg.MultiAggregate != AllowMultiple {
+		ids := make([]string, len(t.tracked))
+		for i, tr := range t.tracked {
+			ids[i] = tr.a.Type() + "/" + tr.a.ID()
+		}
+		if r.cfg.MultiAggregate == RefuseMultiple {
+			return fmt.Errorf("%w: %v; split the work into units that each change one aggregate, or set Config.MultiAggregate", ErrMultipleAggregates, ids)
+		}
+		r.cfg.Logger.WarnContext(ctx, "keel: unit of work changed more than one aggregate", "aggregates", ids)
+	}
+	n := len(t.extra)
+	for _, tr := range t.tracked {
+		n += len(aggregate.Pending(tr.a))
+	}
+	if n == 0 {
+		return nil
+	}
+	msgs := make([]outbox.Message, 0, n)
+	for _, tr := range t.tracked {
+		for _, env := range aggregate.Pending(tr.a) {
+			m, err := outbox.FromEnvelope(env)
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	for _, m := range t.extra {
+		if hasMD && m.CorrelationID == "" {
+			m.CorrelationID = md.CorrelationID
+		}
+		if hasMD && m.CausationID == "" {
+			m.CausationID = md.CausationID
+		}
+		msgs = append(msgs, m)
+	}
+	if err := r.ob.EnqueueTx(ctx, t.conn, msgs...); err != nil {
+		return err
+	}
+	t.written = msgs
+	return nil
+}
