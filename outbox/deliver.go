@@ -93,46 +93,25 @@ func (r *Relay) deliverBatch(ctx context.Context) (batchResult, error) {
 	return batchResult{Claimed: len(msgs), Delivered: len(done)}, nil
 }
 
-// claim reads the next deliverable rows of the partitions in set: pending,
-// due, and not behind a failed or parked row of the same key. It starts at a
-// partition that rotates from batch to batch.
+// claim reads the oldest deliverable rows of the partitions in set:
+// pending, due, and not behind a failed or parked row of the same key.
 func (r *Relay) claim(ctx context.Context, set uint64, now time.Time) ([]Message, error) {
-	var first, second []int64
-	for _, p := range partitionList(set) {
-		if int(p) >= r.rotate {
-			first = append(first, p)
-		} else {
-			second = append(second, p)
-		}
-	}
-	if len(first) == 0 {
-		first, second = second, []int64{}
-	}
-	if second == nil {
-		second = []int64{}
-	}
 	n := r.cfg.BatchSize
-	t := r.d.Time(now)
-	rows, err := r.db.QueryContext(ctx, r.q.claim, r.q.ints(first), t, n, r.q.ints(second), t, n, n)
+	rows, err := r.db.QueryContext(ctx, r.q.claim, r.q.ints(partitionList(set)), r.d.Time(now), n)
 	if err != nil {
 		return nil, r.wrap("claim", err, r.ob)
 	}
 	defer rows.Close()
 	msgs := make([]Message, 0, min(n, 256))
-	last := -1
 	for rows.Next() {
-		m, part, err := r.scanMessage(rows)
+		m, _, err := r.scanMessage(rows)
 		if err != nil {
 			return nil, r.wrap("claim", err, r.ob)
 		}
 		msgs = append(msgs, m)
-		last = part
 	}
 	if err := rows.Err(); err != nil {
 		return nil, r.wrap("claim", err, r.ob)
-	}
-	if last >= 0 {
-		r.rotate = (last + 1) % Partitions
 	}
 	return msgs, nil
 }

@@ -54,8 +54,6 @@ type Relay struct {
 	inflight  uint64    // partitions of the batch being published
 	deadline  time.Time // when the leases expire unless renewed
 
-	rotate int // first partition of the next claim; delivery loop only
-
 	listening  chan struct{} // closed once LISTEN is active; for tests
 	listenOnce sync.Once
 	// crashOnStop makes Run and Drain return without handing back their

@@ -1,0 +1,265 @@
+package outbox_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lib/pq"
+
+	"github.com/keel-go/keel/internal/testdb"
+	"github.com/keel-go/keel/outbox"
+)
+
+// Run with, for example:
+//
+//	KEEL_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
+//	    go test -run '^$' -bench . -benchtime 1x ./outbox/
+//
+// PostgreSQL benchmarks skip when KEEL_TEST_POSTGRES is unset.
+
+const benchKeys = 1000
+
+// bulkFill inserts n rows straight in SQL, as pending (state 0) or as
+// delivered history (state 1), with 1,000 keys and 100-byte payloads. It is
+// setup, far faster than Enqueue for a million rows.
+func bulkFill(b testing.TB, db *sql.DB, dialect string, n, state int) {
+	b.Helper()
+	parts := make([]int64, benchKeys)
+	for k := range parts {
+		parts[k] = int64(outbox.PartitionOf(fmt.Sprintf("key-%04d", k)))
+	}
+	tag := randomSuffix()
+	var err error
+	if dialect == "postgres" {
+		_, err = db.Exec(`INSERT INTO keel_outbox (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
+SELECT $1 || g, 'key-' || lpad((g % 1000)::text, 4, '0'), ($2::int[])[g % 1000 + 1], 'bench.event', g, convert_to(repeat('x', 100), 'UTF8'),
+       now(), now(), $3::smallint, CASE WHEN $3::smallint = 1 THEN now() END
+FROM generate_series(1, $4) AS g`, tag+"-", pq.Int64Array(parts), state, n)
+	} else {
+		js, _ := json.Marshal(parts)
+		now := time.Now().UnixMicro()
+		_, err = db.Exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?)
+INSERT INTO keel_outbox (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
+SELECT ? || i, 'key-' || printf('%04d', i % 1000), json_extract(?, '$[' || (i % 1000) || ']'), 'bench.event', i, zeroblob(100),
+       ?, ?, ?, CASE WHEN ? = 1 THEN ? END
+FROM g`, n, tag+"-", string(js), now, now, state, state, now)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	if dialect == "postgres" {
+		// What autovacuum does within a minute of a bulk load: without
+		// statistics the planner takes a million fresh rows for a few dozen.
+		if _, err := db.Exec("ANALYZE keel_outbox"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+var nopPublisher = outbox.PublisherFunc(func(context.Context, []outbox.Message) error { return nil })
+
+// BenchmarkDrain relays 100,000 prefilled rows to a publisher that does
+// nothing, beside a hand-written database/sql loop doing the same work:
+// select 1,000 pending rows in seq order, delete them by seq, commit.
+func BenchmarkDrain(b *testing.B) {
+	const rows = 100000
+	for _, d := range testdb.Dialects {
+		b.Run(d, func(b *testing.B) {
+			db := testdb.Open(b, d)
+			b.Run("relay", func(b *testing.B) {
+				r := newRelay(b, db, nopPublisher, outbox.RelayConfig{})
+				var total time.Duration
+				for range b.N {
+					bulkFill(b, db, d, rows, 0)
+					start := time.Now()
+					n, err := r.Drain(context.Background())
+					total += time.Since(start)
+					if err != nil || n != rows {
+						b.Fatalf("Drain = %d, %v", n, err)
+					}
+				}
+				b.ReportMetric(float64(rows*b.N)/total.Seconds(), "msgs/s")
+			})
+			b.Run("baseline", func(b *testing.B) {
+				var total time.Duration
+				for range b.N {
+					bulkFill(b, db, d, rows, 0)
+					start := time.Now()
+					n := baselineDrain(b, db, d)
+					total += time.Since(start)
+					if n != rows {
+						b.Fatalf("baseline drained %d", n)
+					}
+				}
+				b.ReportMetric(float64(rows*b.N)/total.Seconds(), "msgs/s")
+			})
+		})
+	}
+}
+
+// baselineDrain is the simplest correct loop a person would write by hand,
+// with no leases, ordering per key or failure handling.
+func baselineDrain(b *testing.B, db *sql.DB, d string) int {
+	ctx := context.Background()
+	sel := `SELECT seq, id, topic, partition_key, name, aggregate_type, aggregate_id, aggregate_version, payload, headers,
+       correlation_id, causation_id, occurred_at, created_at, attempts
+FROM keel_outbox WHERE state = 0 ORDER BY seq LIMIT 1000`
+	del := "DELETE FROM keel_outbox WHERE seq = ANY($1::bigint[])"
+	if d == "sqlite" {
+		del = "DELETE FROM keel_outbox WHERE seq IN (SELECT value FROM json_each(?))"
+	}
+	total := 0
+	for {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows, err := tx.QueryContext(ctx, sel)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var seqs []int64
+		for rows.Next() {
+			var m outbox.Message
+			var key, headers string
+			var occurred, created any
+			if err := rows.Scan(&m.Seq, &m.ID, &m.Topic, &key, &m.Name, &m.AggregateType, &m.AggregateID, &m.AggregateVersion,
+				&m.Payload, &headers, &m.CorrelationID, &m.CausationID, &occurred, &created, &m.Attempts); err != nil {
+				b.Fatal(err)
+			}
+			seqs = append(seqs, m.Seq)
+		}
+		if err := rows.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if len(seqs) == 0 {
+			_ = tx.Rollback()
+			return total
+		}
+		var arg any = pq.Int64Array(seqs)
+		if d == "sqlite" {
+			js, _ := json.Marshal(seqs)
+			arg = string(js)
+		}
+		if _, err := tx.ExecContext(ctx, del, arg); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		total += len(seqs)
+	}
+}
+
+// BenchmarkIdleLatency measures, for an idle relay, the time from an
+// enqueue's commit returning to the publisher being called: woken in-process
+// by Notify, and on PostgreSQL across connections by LISTEN/NOTIFY. Polling
+// is set to an hour so only the wake-up can explain delivery.
+func BenchmarkIdleLatency(b *testing.B) {
+	cases := []struct{ dialect, wake string }{{"sqlite", "notify"}, {"postgres", "notify"}, {"postgres", "listen"}}
+	for _, c := range cases {
+		b.Run(c.dialect+"/"+c.wake, func(b *testing.B) {
+			prefix := "lat" + randomSuffix() + "_"
+			db, dsn := openDSN(b, c.dialect, outbox.Config{TablePrefix: prefix})
+			called := make(chan time.Time, 1)
+			pub := outbox.PublisherFunc(func(context.Context, []outbox.Message) error {
+				called <- time.Now()
+				return nil
+			})
+			cfg := outbox.RelayConfig{TablePrefix: prefix, MinPollInterval: time.Hour, MaxPollInterval: time.Hour}
+			enqueueDB := db
+			if c.wake == "listen" {
+				cfg.ListenDSN = dsn
+				enqueueDB = openExisting(b, c.dialect, dsn) // as another process
+			}
+			r := newRelay(b, db, pub, cfg)
+			runRelay(b, r)
+			if c.wake == "listen" {
+				select {
+				case <-outbox.Listening(r):
+				case <-time.After(10 * time.Second):
+					b.Fatal("listener did not start")
+				}
+			}
+			eventually(b, 10*time.Second, "leases", func() bool {
+				s, _ := r.Stats(context.Background())
+				return s.Partitions == outbox.Partitions
+			})
+			ob := newOutbox(b, enqueueDB, outbox.Config{TablePrefix: prefix, DisableNotify: c.wake != "listen"})
+			const samples = 300
+			var lat []time.Duration
+			b.ResetTimer()
+			for range b.N {
+				for range samples {
+					time.Sleep(2 * time.Millisecond) // idle again
+					if err := ob.Enqueue(context.Background(), outbox.Message{Name: "ping", Key: "k", Payload: []byte{}}); err != nil {
+						b.Fatal(err)
+					}
+					committed := time.Now()
+					if c.wake == "notify" {
+						r.Notify()
+					}
+					select {
+					case at := <-called:
+						lat = append(lat, at.Sub(committed))
+					case <-time.After(10 * time.Second):
+						b.Fatal("message not delivered")
+					}
+				}
+			}
+			slices.Sort(lat)
+			ms := func(q float64) float64 {
+				return float64(lat[int(q*float64(len(lat)-1))]) / float64(time.Millisecond)
+			}
+			b.ReportMetric(ms(0.50), "p50-ms")
+			b.ReportMetric(ms(0.99), "p99-ms")
+		})
+	}
+}
+
+// BenchmarkClaimHistory compares the cost of claiming 1,000 pending rows
+// from a table holding 1,000,000 delivered rows kept for retention with the
+// cost from a table holding only the 1,000 pending rows.
+func BenchmarkClaimHistory(b *testing.B) {
+	for _, d := range testdb.Dialects {
+		b.Run(d, func(b *testing.B) {
+			measure := func(db *sql.DB) time.Duration {
+				r := newRelay(b, db, nopPublisher, outbox.RelayConfig{})
+				const reps = 200
+				ctx := context.Background()
+				for range 10 { // warm caches
+					if _, err := outbox.ClaimAll(ctx, r); err != nil {
+						b.Fatal(err)
+					}
+				}
+				start := time.Now()
+				for range reps {
+					n, err := outbox.ClaimAll(ctx, r)
+					if err != nil || n != 1000 {
+						b.Fatalf("claim = %d, %v", n, err)
+					}
+				}
+				return time.Since(start) / reps
+			}
+			small := testdb.Open(b, d)
+			bulkFill(b, small, d, 1000, 0)
+			large := testdb.Open(b, d)
+			bulkFill(b, large, d, 1000000, 1)
+			bulkFill(b, large, d, 1000, 0)
+			b.ResetTimer()
+			var s, l time.Duration
+			for range b.N {
+				s += measure(small)
+				l += measure(large)
+			}
+			b.ReportMetric(float64(s)/float64(b.N)/1e6, "small-ms/claim")
+			b.ReportMetric(float64(l)/float64(b.N)/1e6, "large-ms/claim")
+			b.ReportMetric(float64(l)/float64(s), "ratio")
+		})
+	}
+}
