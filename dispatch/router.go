@@ -1,0 +1,188 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keel-go/keel/aggregate"
+	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/uow"
+)
+
+// RouterConfig configures a Router. The zero value is ready to use.
+type RouterConfig struct {
+	// HandlerTimeout bounds one handler's run on one message, its inbox
+	// write, retries and commit included. A handler that overruns fails
+	// with context.DeadlineExceeded and runs again on redelivery. If zero,
+	// only the context passed to Deliver bounds it.
+	HandlerTimeout time.Duration
+	// Logger receives handler panics at Error level and skipped duplicates
+	// at Debug level. If nil, slog.Default() is used.
+	Logger *slog.Logger
+}
+
+func (c RouterConfig) withDefaults() (RouterConfig, error) {
+	if c.HandlerTimeout < 0 {
+		return c, fmt.Errorf("%w: RouterConfig.HandlerTimeout is %v; use a positive duration, or 0 for no limit beyond the caller's context", ErrInvalidConfig, c.HandlerTimeout)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// Router holds the asynchronous handlers of an application and runs them
+// for delivered messages, each in its own unit of work with an inbox row
+// that makes its effect happen once per message. The in-process Bus and
+// keel's Kafka consumer both deliver through a Router.
+//
+// A Router is safe for concurrent use. Register handlers with Handle before
+// messages arrive: a message delivered before its handler existed is not
+// replayed to it.
+type Router struct {
+	runner *uow.Runner
+	reg    *aggregate.Registry
+	cfg    RouterConfig
+	d      *dialect.Dialect
+	inbox  string // inbox table name
+
+	insertInbox string
+	pruneInbox  string
+
+	mu       sync.RWMutex
+	handlers map[string][]*handler // event name -> handlers, in registration order
+	names    map[string]string     // handler name -> event name
+}
+
+// handler is one registered handler with its event type erased.
+type handler struct {
+	name  string
+	event string
+	fn    func(ctx context.Context, tx *uow.Tx, e aggregate.Event) error
+}
+
+// NewRouter returns a Router that runs handlers through runner's units of
+// work, so their transactions, retries and outbox writes are runner's, and
+// decodes message payloads with reg. The inbox is the one in the table
+// prefix runner was configured with. NewRouter does not touch the database;
+// a missing inbox table is reported by the first delivery, as an error
+// wrapping ErrNotMigrated.
+func NewRouter(runner *uow.Runner, reg *aggregate.Registry, cfg RouterConfig) (*Router, error) {
+	if runner == nil {
+		return nil, fmt.Errorf("%w: nil *uow.Runner; pass the runner from uow.New", ErrInvalidConfig)
+	}
+	if reg == nil {
+		return nil, fmt.Errorf("%w: nil *aggregate.Registry; pass the registry your event types are registered in", ErrInvalidConfig)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ob := runner.Outbox()
+	d, err := dialect.ByName(ob.Dialect())
+	if err != nil {
+		return nil, err
+	}
+	// The runner keeps its table prefix to itself; its outbox table is the
+	// prefix followed by "outbox", and the inbox sits beside it.
+	prefix := strings.TrimSuffix(ob.Table(), "outbox")
+	inbox := prefix + "inbox"
+	return &Router{
+		runner:   runner,
+		reg:      reg,
+		cfg:      cfg,
+		d:        d,
+		inbox:    inbox,
+		handlers: map[string][]*handler{},
+		names:    map[string]string{},
+		insertInbox: d.Rebind("INSERT INTO " + inbox + " (handler, message_id, processed_at) VALUES (?, ?, ?)" +
+			" ON CONFLICT (handler, message_id) DO NOTHING"),
+		pruneInbox: d.Rebind("DELETE FROM " + inbox + " WHERE (handler, message_id) IN" +
+			" (SELECT handler, message_id FROM " + inbox + " WHERE processed_at < ? LIMIT ?)"),
+	}, nil
+}
+
+// Handle registers fn to run, after commit, for every message named like E
+// that the router delivers: the asynchronous counterpart of uow.Handle, with
+// the same shape, so one function can serve as either. fn runs in a unit of
+// work of its own that also records (name, message id) in the inbox; when
+// that row already exists the handler took effect on an earlier delivery
+// and is skipped. Events fn records through tx are caused by the message:
+// they carry its correlation id, and its id as their causation id.
+//
+// name identifies the handler in the inbox, so it must be non-empty, unique
+// within the router, and stable across releases: renaming a handler makes
+// it run again for messages redelivered within the dedupe window.
+//
+// Like http.HandleFunc, Handle panics on a mistake that can only be a
+// programming error found at start-up: a nil router or function, an empty
+// or duplicate name, or an E without a fixed event name. E must be
+// registered in the router's Registry in the same form (value or pointer),
+// or its messages fail permanently when delivered.
+func Handle[E aggregate.Event](r *Router, name string, fn func(ctx context.Context, tx *uow.Tx, e E) error) {
+	if r == nil {
+		panic("keel: dispatch.Handle: nil *Router")
+	}
+	if fn == nil {
+		panic(fmt.Sprintf("keel: dispatch.Handle: nil function for handler %q", name))
+	}
+	if strings.TrimSpace(name) == "" {
+		panic("keel: dispatch.Handle: empty handler name; names key the inbox, so give each handler a stable one such as \"billing.send-receipt\"")
+	}
+	event := eventName[E](name)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if prev, ok := r.names[name]; ok {
+		panic(fmt.Sprintf("keel: dispatch.Handle: handler name %q is already registered (for %s); names key the inbox, so each handler needs its own", name, prev))
+	}
+	r.names[name] = event
+	r.handlers[event] = append(r.handlers[event], &handler{
+		name:  name,
+		event: event,
+		fn: func(ctx context.Context, tx *uow.Tx, ev aggregate.Event) error {
+			e, ok := ev.(E)
+			if !ok {
+				var want E
+				return fmt.Errorf("keel: handler %q takes %T but the registry decodes %q as %T; register the event in the form the handler takes (value or pointer)", name, want, event, ev)
+			}
+			return fn(ctx, tx, e)
+		},
+	})
+}
+
+// eventName is aggregate.NameOf with the mistakes a generic call can make
+// turned into clear panics.
+func eventName[E aggregate.Event](handlerName string) string {
+	if reflect.TypeFor[E]().Kind() == reflect.Interface {
+		panic(fmt.Sprintf("keel: dispatch.Handle: handler %q takes the interface %s; use a concrete event type", handlerName, reflect.TypeFor[E]()))
+	}
+	event := aggregate.NameOf[E]()
+	if event == "" {
+		panic(fmt.Sprintf("keel: dispatch.Handle: handler %q takes %s, whose EventName is empty", handlerName, reflect.TypeFor[E]()))
+	}
+	return event
+}
+
+// subscribers returns the handlers of an event name.
+func (r *Router) subscribers(event string) []*handler {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.handlers[event]
+}
+
+// Handlers returns the names of the handlers registered for an event name,
+// in the order they run.
+func (r *Router) Handlers(event string) []string {
+	hs := r.subscribers(event)
+	names := make([]string, len(hs))
+	for i, h := range hs {
+		names[i] = h.name
+	}
+	return names
+}
