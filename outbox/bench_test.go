@@ -52,6 +52,13 @@ FROM g`, n, tag+"-", string(js), now, now, state, state, now)
 	if err != nil {
 		b.Fatal(err)
 	}
+	if dialect == "sqlite" {
+		// Fold the bulk load's write-ahead log into the database, as the
+		// automatic checkpoints of a steadily written database keep doing.
+		if _, err := db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			b.Fatal(err)
+		}
+	}
 	if dialect == "postgres" {
 		// What autovacuum does within a minute of a bulk load: without
 		// statistics the planner takes a million fresh rows for a few dozen.
@@ -224,41 +231,45 @@ func BenchmarkIdleLatency(b *testing.B) {
 
 // BenchmarkClaimHistory compares the cost of claiming 1,000 pending rows
 // from a table holding 1,000,000 delivered rows kept for retention with the
-// cost from a table holding only the 1,000 pending rows.
+// cost from a table holding only the 1,000 pending rows. Claims alternate
+// between the two tables and the medians are compared, so load from other
+// processes on the machine falls on both alike.
 func BenchmarkClaimHistory(b *testing.B) {
 	for _, d := range testdb.Dialects {
 		b.Run(d, func(b *testing.B) {
-			measure := func(db *sql.DB) time.Duration {
-				r := newRelay(b, db, nopPublisher, outbox.RelayConfig{})
-				const reps = 200
-				ctx := context.Background()
-				for range 10 { // warm caches
-					if _, err := outbox.ClaimAll(ctx, r); err != nil {
-						b.Fatal(err)
-					}
-				}
-				start := time.Now()
-				for range reps {
-					n, err := outbox.ClaimAll(ctx, r)
-					if err != nil || n != 1000 {
-						b.Fatalf("claim = %d, %v", n, err)
-					}
-				}
-				return time.Since(start) / reps
-			}
+			ctx := context.Background()
 			small := testdb.Open(b, d)
 			bulkFill(b, small, d, 1000, 0)
 			large := testdb.Open(b, d)
 			bulkFill(b, large, d, 1000000, 1)
 			bulkFill(b, large, d, 1000, 0)
-			b.ResetTimer()
-			var s, l time.Duration
-			for range b.N {
-				s += measure(small)
-				l += measure(large)
+			rs := newRelay(b, small, nopPublisher, outbox.RelayConfig{})
+			rl := newRelay(b, large, nopPublisher, outbox.RelayConfig{})
+			claim := func(r *outbox.Relay) time.Duration {
+				start := time.Now()
+				n, err := outbox.ClaimAll(ctx, r)
+				if err != nil || n != 1000 {
+					b.Fatalf("claim = %d, %v", n, err)
+				}
+				return time.Since(start)
 			}
-			b.ReportMetric(float64(s)/float64(b.N)/1e6, "small-ms/claim")
-			b.ReportMetric(float64(l)/float64(b.N)/1e6, "large-ms/claim")
+			for range 10 { // warm caches
+				claim(rs)
+				claim(rl)
+			}
+			b.ResetTimer()
+			var ts, tl []time.Duration
+			for range b.N {
+				for range 200 {
+					ts = append(ts, claim(rs))
+					tl = append(tl, claim(rl))
+				}
+			}
+			slices.Sort(ts)
+			slices.Sort(tl)
+			s, l := ts[len(ts)/2], tl[len(tl)/2]
+			b.ReportMetric(float64(s)/1e6, "small-ms/claim")
+			b.ReportMetric(float64(l)/1e6, "large-ms/claim")
 			b.ReportMetric(float64(l)/float64(s), "ratio")
 		})
 	}
