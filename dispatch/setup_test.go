@@ -35,6 +35,24 @@ type OrderPaid struct {
 
 func (OrderPaid) EventName() string { return "order.paid" }
 
+// Order is the aggregate whose payment starts the asynchronous chain.
+type Order struct {
+	aggregate.Root
+	Customer string `json:"customer"`
+	Paid     bool   `json:"paid"`
+}
+
+func PlaceOrder(id, customer string) *Order {
+	o := &Order{Customer: customer}
+	o.Init("order", id)
+	return o
+}
+
+func (o *Order) Pay(amount int64) {
+	o.Paid = true
+	o.Record(OrderPaid{Order: o.ID(), Customer: o.Customer, Amount: amount})
+}
+
 // Card is a loyalty card: the aggregate an asynchronous handler changes.
 type Card struct {
 	aggregate.Root
@@ -67,6 +85,7 @@ type bundle struct {
 	reg    *aggregate.Registry
 	router *dispatch.Router
 	cards  *repository.Document[*Card]
+	orders *repository.Document[*Order]
 	ph     func(int) string // placeholder style of the dialect
 }
 
@@ -88,6 +107,13 @@ func setup(t testing.TB, db *sql.DB) bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	orders, err := repository.NewDocument(db, repository.DocumentConfig[*Order]{
+		Type: "order",
+		New:  func() *Order { return &Order{} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// No key: a handler that ran twice leaves two rows.
 	if _, err := db.Exec("CREATE TABLE effects (handler TEXT NOT NULL, message_id TEXT NOT NULL, note TEXT NOT NULL DEFAULT '')"); err != nil {
 		t.Fatal(err)
@@ -96,7 +122,7 @@ func setup(t testing.TB, db *sql.DB) bundle {
 	if runner.Outbox().Dialect() == "postgres" {
 		ph = func(i int) string { return fmt.Sprintf("$%d", i) }
 	}
-	return bundle{db: db, runner: runner, reg: reg, router: router, cards: cards, ph: ph}
+	return bundle{db: db, runner: runner, reg: reg, router: router, cards: cards, orders: orders, ph: ph}
 }
 
 // effect inserts a row into effects through tx: the observable side of a
