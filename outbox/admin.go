@@ -2,15 +2,11 @@ package outbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/keel-go/keel/internal/dialect"
 )
-
-// ErrNotParked is returned by Requeue for a message id that is not parked.
-var ErrNotParked = errors.New("keel: outbox message is not parked")
 
 // Stats is a snapshot of the outbox, for dashboards and alerts.
 type Stats struct {

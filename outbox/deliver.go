@@ -188,11 +188,11 @@ func (r *Relay) outcome(msgs []Message, perr error, now time.Time) (done []int64
 	return done, fails, rep
 }
 
-// Row states, as stored in the state column.
+// Row states, as stored in the state column; 1 is delivered (kept for
+// retention), set by the markDone statement.
 const (
-	statePending   = 0
-	stateDelivered = 1
-	statePark      = 2
+	statePending = 0
+	statePark    = 2
 )
 
 // settle records a batch's outcome in one statement per kind, in one

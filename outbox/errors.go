@@ -14,6 +14,13 @@ var ErrNotMigrated = dialect.ErrNotMigrated
 // ErrInvalidMessage is returned by Enqueue for a message missing a required field.
 var ErrInvalidMessage = errors.New("keel: invalid outbox message")
 
+// ErrInvalidConfig is wrapped by NewRelay for a RelayConfig field with a
+// value it cannot use; the message names the field and the fix.
+var ErrInvalidConfig = errors.New("keel: invalid relay configuration")
+
+// ErrNotParked is returned by Requeue for a message id that is not parked.
+var ErrNotParked = errors.New("keel: outbox message is not parked")
+
 // ErrBadIdentifier is returned for a table name or prefix that is not a
 // plain SQL identifier.
 var ErrBadIdentifier = dialect.ErrBadIdentifier

@@ -23,7 +23,7 @@ func (r *Relay) leaseDeadline() time.Time {
 	return r.deadline
 }
 
-// Partitions returns how many partitions the relay holds a lease on now.
+// partitionCount returns how many partitions the relay holds a lease on now.
 func (r *Relay) partitionCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

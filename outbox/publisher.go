@@ -17,6 +17,11 @@ import (
 // message of the batch may be assumed delivered. Delivery is at least once:
 // a message may be published again after a crash, so consumers deduplicate
 // on Message.ID.
+//
+// Once a message of a key fails, a Publisher should not attempt the key's
+// later messages in the batch (report them failed too): the Relay keeps
+// them pending behind the failed one in any case, to preserve the key's
+// order, and will publish them again after it.
 type Publisher interface {
 	Publish(ctx context.Context, batch []Message) error
 }

@@ -126,8 +126,20 @@ func (r *Relay) Run(ctx context.Context) error {
 		return errRunning
 	}
 	defer r.running.Store(false)
-	if err := r.initLeases(ctx); err != nil {
-		return err
+	for {
+		err := r.initLeases(ctx)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, ErrNotMigrated) {
+			return err
+		}
+		r.log.Error("keel: relay cannot reach the lease table; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
 	}
 	if err := r.leaseTick(ctx, false); err != nil {
 		if errors.Is(err, ErrNotMigrated) {

@@ -3,17 +3,12 @@ package outbox
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"time"
 )
-
-// ErrInvalidConfig is wrapped by NewRelay for a RelayConfig field with a
-// value it cannot use; the message names the field and the fix.
-var ErrInvalidConfig = errors.New("keel: invalid relay configuration")
 
 // FailurePolicy says what happens to the later messages of a partition key
 // once one of its messages is parked.
