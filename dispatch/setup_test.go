@@ -26,57 +26,6 @@ var quiet = func() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }()
 
-// OrderPaid is the event most tests deliver.
-type OrderPaid struct {
-	Order    string `json:"order"`
-	Customer string `json:"customer"`
-	Amount   int64  `json:"amount"`
-}
-
-func (OrderPaid) EventName() string { return "order.paid" }
-
-// Order is the aggregate whose payment starts the asynchronous chain.
-type Order struct {
-	aggregate.Root
-	Customer string `json:"customer"`
-	Paid     bool   `json:"paid"`
-}
-
-func PlaceOrder(id, customer string) *Order {
-	o := &Order{Customer: customer}
-	o.Init("order", id)
-	return o
-}
-
-func (o *Order) Pay(amount int64) {
-	o.Paid = true
-	o.Record(OrderPaid{Order: o.ID(), Customer: o.Customer, Amount: amount})
-}
-
-// Card is a loyalty card: the aggregate an asynchronous handler changes.
-type Card struct {
-	aggregate.Root
-	Points int64 `json:"points"`
-}
-
-// PointsAwarded is recorded by Card.Award.
-type PointsAwarded struct {
-	Points int64 `json:"points"`
-}
-
-func (PointsAwarded) EventName() string { return "card.points-awarded" }
-
-func NewCard(id string) *Card {
-	c := &Card{}
-	c.Init("card", id)
-	return c
-}
-
-func (c *Card) Award(points int64) {
-	c.Points += points
-	c.Record(PointsAwarded{Points: points})
-}
-
 // bundle is what most tests need: a runner, a registry, a router and a
 // repository of cards over one database, with an effects table.
 type bundle struct {
