@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -415,5 +416,40 @@ func TestRelayRunTwice(t *testing.T) {
 	}
 	if n := countRows(t, db, "SELECT COUNT(*) FROM keel_outbox_relays"); n != 0 {
 		t.Fatalf("%d relays registered after Run returned", n)
+	}
+}
+
+// logBuffer is an io.Writer safe for the relay's goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func TestRelayWithoutListenDSNSaysItPolls(t *testing.T) {
+	db := testdb.Open(t, "postgres")
+	var logs logBuffer
+	r := newRelay(t, db, &recorder{}, outbox.RelayConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	stop := runRelay(t, r)
+	eventually(t, 5*time.Second, "the relay to start", func() bool {
+		s, _ := r.Stats(context.Background())
+		return s.Partitions > 0
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "ListenDSN") || !strings.Contains(logs.String(), "acquired partition leases") {
+		t.Fatalf("logs do not mention the polling fallback and the leases:\n%s", logs.String())
 	}
 }
