@@ -15,8 +15,9 @@
 //
 // An asynchronous handler (this package) runs after the commit. The event
 // reaches it as an outbox message, carried by a relay (outbox.NewRelay) to a
-// Bus in this process, or through Kafka to a consumer in another. Its failure
-// does not touch the command; the message is retried instead. Use it for
+// Bus in this process, or through Kafka to a consumer (package
+// dispatch/kafka) in another; both hand it to a Router. Its failure does not
+// touch the command; the message is retried instead. Use it for
 // effects that may lag: other aggregates, read models, mail, other services.
 // Both kinds take the same function type, func(ctx, *uow.Tx, E) error, so a
 // handler can move from one to the other without changes.
@@ -34,9 +35,14 @@
 //		if err != nil {
 //			return err
 //		}
-//		card.Award(e.Total / 100)
+//		card.Award(e.Amount / 100)
 //		return cards.Save(ctx, tx, card)
 //	})
+//
+// The name, "loyalty.award-points", keys the handler's rows in the inbox: it
+// must be unique and must not change between releases. Like
+// http.HandleFunc, Handle panics on registration mistakes (an empty or
+// repeated name), which can only be programming errors.
 //
 // A Bus delivers a relay's batches to the router, and an AfterCommit hook
 // wakes the relay as soon as a command commits:
@@ -79,7 +85,7 @@
 // # Tracing
 //
 // A handler finds the message it handles with MessageFrom. Events it records
-// carry the message's correlation id, and the message id as their causation
-// id, so a chain of reactions can be followed back to the request that
-// started it.
+// carry the message's correlation id (or, when it has none, the message id),
+// and the message id as their causation id, so a chain of reactions can be
+// followed back to the request that started it.
 package dispatch
