@@ -29,6 +29,12 @@ type BusConfig struct {
 // *outbox.BatchError whose entry for each of them wraps ErrHeldBack, and
 // the relay sends them again after the failed one.
 //
+// A relay bounds each Publish by its PublishTimeout, and messages not
+// delivered when that ends are reported failed, using up one of their
+// attempts. Keep the relay's BatchSize small enough for a batch to finish
+// well within the timeout: about PublishTimeout × Concurrency divided by
+// the time one message's handlers take.
+//
 // A Bus is safe for concurrent use.
 type Bus struct {
 	router *Router
