@@ -32,7 +32,7 @@ type BusConfig struct {
 // A relay bounds each Publish by its PublishTimeout, and messages not
 // delivered when that ends are reported failed, using up one of their
 // attempts. Keep the relay's BatchSize small enough for a batch to finish
-// well within the timeout: about PublishTimeout × Concurrency divided by
+// well within the timeout: at most about PublishTimeout × Concurrency over
 // the time one message's handlers take.
 //
 // A Bus is safe for concurrent use.
