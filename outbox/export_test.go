@@ -20,5 +20,22 @@ func ClaimAll(ctx context.Context, r *Relay) (int, error) {
 	return len(msgs), err
 }
 
+// DeliverWithLeaseLeft takes the free leases, pretends they expire after
+// left, runs one delivery round and hands the leases back.
+func DeliverWithLeaseLeft(ctx context.Context, r *Relay, left time.Duration) (claimed, delivered int, err error) {
+	if err := r.initLeases(ctx); err != nil {
+		return 0, 0, err
+	}
+	if err := r.leaseTick(ctx, true); err != nil {
+		return 0, 0, err
+	}
+	defer r.leave()
+	r.mu.Lock()
+	r.deadline = time.Now().Add(left)
+	r.mu.Unlock()
+	res, err := r.deliverBatch(ctx)
+	return res.Claimed, res.Delivered, err
+}
+
 // ClaimSQL returns the claim statement.
 func ClaimSQL(r *Relay) string { return r.q.claim }

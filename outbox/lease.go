@@ -58,6 +58,9 @@ func (r *Relay) leaseTick(ctx context.Context, greedy bool) error {
 	if !greedy && live > 1 {
 		share = (Partitions + live - 1) / live
 	}
+	if live != r.lastLive {
+		r.lastLive, r.changedAt = live, now
+	}
 
 	owned, err := r.partitionQuery(ctx, "renew leases", r.q.renew, r.d.Time(exp), r.cfg.ID)
 	if err != nil {
@@ -73,6 +76,7 @@ func (r *Relay) leaseTick(ctx context.Context, greedy bool) error {
 		r.log.Warn("keel: relay lost partition leases to another relay", "partitions", partitionList(lost))
 	}
 
+	r.short = false
 	if n := bits.OnesCount64(owned); n > share {
 		r.mu.Lock()
 		r.releasing |= r.surplus(owned, n-share)
@@ -91,6 +95,9 @@ func (r *Relay) leaseTick(ctx context.Context, greedy bool) error {
 			r.log.Info("keel: relay acquired partition leases", "acquired", bits.OnesCount64(got), "held", total, "share", share, "relays", live)
 			r.Notify()
 		}
+		// Relays that just joined or left are still handing partitions
+		// over; look again soon rather than a renewal interval later.
+		r.short = bits.OnesCount64(owned|got) < share && now.Sub(r.changedAt) < r.cfg.LeaseDuration
 	}
 	return r.releaseIdle(ctx)
 }
@@ -150,8 +157,9 @@ func (r *Relay) partitionQuery(ctx context.Context, op, query string, args ...an
 	return set, r.wrap(op, rows.Err(), r.q.leases)
 }
 
-// leaseLoop renews leases every LeaseDuration/3, sooner while the relay is
-// short of its share or a renewal failed, and at once when kicked.
+// leaseLoop renews leases every LeaseDuration/3, sooner while a renewal is
+// failing or the relay is short of its share just after the relay count
+// changed, and at once when kicked.
 func (r *Relay) leaseLoop(ctx context.Context) {
 	every := r.cfg.LeaseDuration / 3
 	t := time.NewTimer(every)
@@ -176,6 +184,9 @@ func (r *Relay) leaseLoop(ctx context.Context) {
 			next = min(every, time.Second)
 		} else {
 			failing = false
+			if r.short {
+				next = max(every/10, 50*time.Millisecond)
+			}
 		}
 		t.Reset(next)
 	}

@@ -54,6 +54,11 @@ type Relay struct {
 	inflight  uint64    // partitions of the batch being published
 	deadline  time.Time // when the leases expire unless renewed
 
+	// Lease bookkeeping of the goroutine running leaseTick.
+	lastLive  int       // relays counted at the last tick
+	changedAt time.Time // when that count last changed
+	short     bool      // below the fair share soon after a change
+
 	listening  chan struct{} // closed once LISTEN is active; for tests
 	listenOnce sync.Once
 	// crashOnStop makes Run and Drain return without handing back their

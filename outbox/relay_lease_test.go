@@ -141,3 +141,21 @@ func TestRelaysShareAndRebalance(t *testing.T) {
 		})
 	}
 }
+
+// A relay whose leases are about to lapse does not start a batch another
+// relay could take over mid-publish.
+func TestRelayNeedsLeaseMarginToPublish(t *testing.T) {
+	db := testdb.Open(t, "sqlite")
+	ctx := context.Background()
+	fill(t, newOutbox(t, db, outbox.Config{}), 3, 2)
+	rec := &recorder{}
+	r := newRelay(t, db, rec, outbox.RelayConfig{LeaseDuration: 3 * time.Second, PublishTimeout: time.Second})
+	claimed, _, err := outbox.DeliverWithLeaseLeft(ctx, r, 900*time.Millisecond)
+	if err != nil || claimed != 0 || rec.count() != 0 {
+		t.Fatalf("with 900ms of lease left and a 1s publish timeout: claimed %d, published %d, %v; want nothing", claimed, rec.count(), err)
+	}
+	claimed, delivered, err := outbox.DeliverWithLeaseLeft(ctx, r, 2*time.Second)
+	if err != nil || claimed != 6 || delivered != 6 || rec.count() != 6 {
+		t.Fatalf("with 2s left: claimed %d, delivered %d, %v", claimed, delivered, err)
+	}
+}
