@@ -1,0 +1,222 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/keel-go/keel/outbox"
+)
+
+// Handler takes delivery of consumed messages. dispatch.Router satisfies
+// it: it runs each registered handler in a unit of work that records the
+// message id in the inbox, so a redelivered message has no second effect.
+//
+// Deliver returns nil only once the message's effects are durable (the
+// transaction committed); the Consumer then commits the message's offset.
+// An error makes the Consumer retry; an error wrapping outbox.ErrPermanent
+// sends the message to the dead-letter topic at once. Since a message may
+// be delivered more than once (after a crash or a rebalance between Deliver
+// and the offset commit, or when a producer retried), Deliver must
+// deduplicate on Message.ID.
+type Handler interface {
+	Deliver(ctx context.Context, m outbox.Message) error
+}
+
+// HandlerFunc adapts a function to the Handler interface.
+type HandlerFunc func(ctx context.Context, m outbox.Message) error
+
+// Deliver calls f(ctx, m).
+func (f HandlerFunc) Deliver(ctx context.Context, m outbox.Message) error { return f(ctx, m) }
+
+// Consumer reads topics through a consumer group and hands each message to
+// a Handler, one at a time, committing its offset only after the Handler
+// succeeded or the message was dead-lettered. Messages of one partition are
+// handled in offset order; a failing message holds its partition back while
+// it is retried. For more parallelism, run more Consumers with the same
+// GroupID (up to one per partition).
+type Consumer struct {
+	cfg       ConsumerConfig
+	h         Handler
+	r         *kafkago.Reader
+	dlq       *kafkago.Writer
+	transport *kafkago.Transport // ours to close; nil when the caller passed one
+	log       *slog.Logger
+
+	running   atomic.Bool
+	closed    atomic.Bool
+	mu        sync.Mutex
+	stop      context.CancelFunc // cancels Run's context; set while Run runs
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewConsumer returns a Consumer handing the messages of cfg.Topics to h.
+// It validates cfg but does not connect; Run does.
+func NewConsumer(cfg ConsumerConfig, h Handler) (*Consumer, error) {
+	if h == nil {
+		return nil, invalid("nil Handler; pass one, such as a dispatch.Router or a HandlerFunc")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{cfg: cfg, h: h, log: cfg.Logger}
+	c.r = kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:     cfg.Brokers,
+		GroupID:     cfg.GroupID,
+		GroupTopics: cfg.Topics,
+		Dialer:      cfg.Dialer,
+		StartOffset: cfg.StartOffset,
+		MaxWait:     cfg.MaxWait,
+		// Zero: CommitMessages commits synchronously, so an offset is
+		// stored before the next message is taken.
+		CommitInterval:    0,
+		SessionTimeout:    cfg.SessionTimeout,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		RebalanceTimeout:  cfg.RebalanceTimeout,
+		ErrorLogger:       kafkago.LoggerFunc(func(msg string, args ...any) { c.log.Warn("keel: kafka reader: " + fmt.Sprintf(msg, args...)) }),
+	})
+	rt := cfg.Transport
+	if rt == nil {
+		c.transport = &kafkago.Transport{ClientID: "keel"}
+		rt = c.transport
+	}
+	c.dlq = &kafkago.Writer{
+		Addr:                   kafkago.TCP(cfg.Brokers...),
+		Balancer:               kafkago.Murmur2Balancer{},
+		BatchSize:              1, // one record at a time: send at once
+		RequiredAcks:           kafkago.RequireAll,
+		AllowAutoTopicCreation: true,
+		Transport:              rt,
+	}
+	return c, nil
+}
+
+var errRunning = errors.New("keel: kafka consumer is already running")
+
+// Run consumes until ctx is done or Close is called, then returns nil. It
+// fetches a message, hands it to the Handler (retrying failures with
+// exponential backoff and jitter, up to MaxAttempts), dead-letters it if it
+// still failed, commits its offset, and moves on. A message whose handling
+// was cut short by ctx is neither committed nor dead-lettered, so it is
+// delivered again after a restart. Run returns an error only when the
+// reader fails for good.
+func (c *Consumer) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errRunning
+	}
+	defer c.running.Store(false)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.mu.Lock()
+	c.stop = cancel
+	c.mu.Unlock()
+	if c.closed.Load() {
+		return nil
+	}
+	for {
+		km, err := c.r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
+				return nil
+			}
+			return fmt.Errorf("keel: kafka consumer: %w", err)
+		}
+		if err := c.handle(ctx, &km); err != nil {
+			return nil // ctx done or closed
+		}
+	}
+}
+
+// handle delivers one message, dead-letters it if it keeps failing, and
+// commits its offset. It returns an error only when ctx ended first.
+func (c *Consumer) handle(ctx context.Context, km *kafkago.Message) error {
+	m := FromRecord(*km)
+	for attempt := 1; ; attempt++ {
+		err := c.h.Deliver(ctx, m)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if c.closed.Load() {
+			return io.ErrClosedPipe
+		}
+		if errors.Is(err, outbox.ErrPermanent) || attempt >= c.cfg.MaxAttempts {
+			if err := c.deadLetter(ctx, km, &m, err, attempt); err != nil {
+				return err
+			}
+			break
+		}
+		c.log.Debug("keel: kafka handler failed; retrying", "id", m.ID, "topic", km.Topic,
+			"partition", km.Partition, "offset", km.Offset, "attempt", attempt, "err", err)
+		if err := sleep(ctx, c.backoff(attempt)); err != nil {
+			return err
+		}
+	}
+	if err := c.r.CommitMessages(ctx, *km); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if c.closed.Load() {
+			return err
+		}
+		// A rebalance took the partition away: its new owner reads the
+		// message again, and the inbox makes that harmless.
+		c.log.Warn("keel: kafka offset commit failed; the message may be delivered again", "id", m.ID,
+			"topic", km.Topic, "partition", km.Partition, "offset", km.Offset, "err", err)
+	}
+	return nil
+}
+
+// backoff returns the delay after the given failed attempt: RetryBackoff
+// doubled per earlier failure, capped at MaxRetryBackoff, with "equal
+// jitter" (a random point in the upper half).
+func (c *Consumer) backoff(attempt int) time.Duration {
+	d := c.cfg.RetryBackoff
+	for i := 1; i < attempt && d < c.cfg.MaxRetryBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, c.cfg.MaxRetryBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Close stops Run, abandoning the message in hand (it is not committed, so
+// the group delivers it again), and releases the Consumer's connections,
+// leaving the group so its partitions are reassigned at once.
+func (c *Consumer) Close() error {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.mu.Lock()
+		if c.stop != nil {
+			c.stop()
+		}
+		c.mu.Unlock()
+		c.closeErr = errors.Join(c.r.Close(), c.dlq.Close())
+		if c.transport != nil {
+			c.transport.CloseIdleConnections()
+		}
+	})
+	return c.closeErr
+}

@@ -1,0 +1,105 @@
+// Package kafka delivers outbox messages to Apache Kafka and consumes them
+// back into handlers, using github.com/segmentio/kafka-go.
+//
+// # Publishing
+//
+// A Publisher is an outbox.Publisher: give it to outbox.NewRelay and the
+// relay writes committed outbox rows to Kafka.
+//
+//	pub, err := kafka.NewPublisher(kafka.PublisherConfig{
+//		Brokers: []string{"kafka-1:9092", "kafka-2:9092"},
+//		Topic:   "orders", // or TopicFunc, choosing by aggregate type
+//	})
+//	relay, err := outbox.NewRelay(db, pub, outbox.RelayConfig{})
+//	go relay.Run(ctx)
+//
+// Each message becomes one record. Its key is Message.PartitionKey (the
+// aggregate id for aggregate events), so all events of one aggregate land on
+// one partition. Its value is the payload, unchanged. Its topic is
+// Message.Topic, else what PublisherConfig.TopicFunc returns, else
+// PublisherConfig.Topic.
+//
+// # Headers
+//
+// The message's fields travel as headers, as UTF-8 text, left out when
+// empty:
+//
+//	keel-message-id          Message.ID; consumers deduplicate on it
+//	keel-name                Message.Name, the event name
+//	keel-aggregate-type      Message.AggregateType
+//	keel-aggregate-id        Message.AggregateID
+//	keel-aggregate-version   Message.AggregateVersion, decimal
+//	keel-correlation-id      Message.CorrelationID
+//	keel-causation-id        Message.CausationID
+//	keel-occurred-at         Message.OccurredAt, RFC 3339 UTC
+//	content-type             the message's own, else PublisherConfig.ContentType
+//
+// Every entry of Message.Headers follows under its own name, so a W3C
+// traceparent recorded with an event reaches consumers as the traceparent
+// header, ready for any OpenTelemetry Kafka propagator. The Header constants
+// name them all.
+//
+// # Guarantees
+//
+// Publish returns only once every record is acknowledged by all in-sync
+// replicas (acks=all); whatever it reports delivered, the relay marks done.
+// Delivery is at least once: a batch whose acknowledgement was lost is sent
+// again, and kafka-go has no idempotent producer, so consumers see
+// occasional duplicates and must deduplicate on keel-message-id, as the
+// inbox does.
+//
+// Order per key holds in the topic: the relay hands over a key's messages in
+// enqueue order, the balancer hashes the key to one partition, and a
+// Publisher writes each partition's share of a batch as one record batch
+// with one request in flight per partition, so kafka-go's retries cannot
+// reorder it. When a message fails, Publish sends none of its key's later
+// messages; the relay retries the failed one first. Duplicates keep order in
+// the sense that matters to a deduplicating consumer: the first copy of each
+// message arrives in order. Adding partitions to a topic moves keys, which
+// breaks order across the change, as for any Kafka producer.
+//
+// The default balancer is murmur2, the Java client's, so keel and other
+// producers agree on which partition a key belongs to.
+//
+// Errors that no retry can fix (a message larger than BatchBytes, a topic
+// name Kafka rejects, MESSAGE_TOO_LARGE from the broker) wrap
+// outbox.ErrPermanent, so the relay parks the message at once. Everything
+// else, a broker outage included, is retried by the relay with backoff;
+// rows wait in the outbox meanwhile, and nothing is lost.
+//
+// # Consuming
+//
+// A Consumer reads topics through a consumer group and hands each message,
+// converted back to an outbox.Message, to a Handler: a dispatch.Router, or
+// anything with the method
+//
+//	Deliver(ctx context.Context, m outbox.Message) error
+//
+// It commits a message's offset only after Deliver returned nil, so a crash
+// between the handler's commit and the offset commit delivers the message
+// again: handlers record each message id in an inbox row in the same
+// transaction as their effects, and the second delivery has no effect. A
+// record produced without keel headers is given the id
+// "kafka:<topic>:<partition>:<offset>" (see DerivedID), which is the same on
+// every redelivery.
+//
+// # Dead letters
+//
+// A failed delivery is retried with exponential backoff and jitter, holding
+// its partition, up to ConsumerConfig.MaxAttempts times; an error wrapping
+// outbox.ErrPermanent is not retried. The message is then written to the
+// dead-letter topic ("<topic>.dlq" unless ConsumerConfig.DeadLetterTopic
+// says otherwise) with its key, value and headers, plus
+//
+//	keel-error               the last error's text
+//	keel-attempts            deliveries tried
+//	keel-original-topic      where it was consumed from
+//	keel-original-partition
+//	keel-original-offset
+//	keel-dead-lettered-at    RFC 3339 UTC
+//
+// and only once the dead-letter topic has acknowledged it is the original
+// offset committed and the partition moves on. Replay a dead letter by
+// producing it to its original topic again: its message id is unchanged, so
+// handlers that did apply it skip it.
+package kafka

@@ -1,0 +1,289 @@
+package kafka_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/keel-go/keel/dispatch/kafka"
+	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/uow"
+)
+
+// quiet discards logs; set KEEL_TEST_LOG=1 to see them.
+var quiet = func() *slog.Logger {
+	if os.Getenv("KEEL_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}()
+
+// cluster starts an in-process Kafka-compatible cluster on a loopback port
+// and returns it with its bootstrap address. Topics are not created on
+// demand unless an option says so.
+func cluster(t testing.TB, opts ...kfake.Opt) (*kfake.Cluster, string) {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, c.ListenAddrs()[0]
+}
+
+func newPublisher(t testing.TB, cfg kafka.PublisherConfig) *kafka.Publisher {
+	t.Helper()
+	p, err := kafka.NewPublisher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// readTopic returns every record of topic, partition by partition in offset
+// order, reading each partition from its first to its last offset with a
+// plain partition reader (no group).
+func readTopic(t testing.TB, addr, topic string) []kafkago.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := kafkago.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", topic, err)
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].ID < parts[j].ID })
+	var out []kafkago.Message
+	for _, p := range parts {
+		lc, err := kafkago.DialLeader(ctx, "tcp", addr, topic, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, last, err := lc.ReadOffsets()
+		lc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last <= first {
+			continue
+		}
+		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{addr}, Topic: topic, Partition: p.ID, MaxWait: 100 * time.Millisecond})
+		if err := r.SetOffset(first); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				r.Close()
+				t.Fatalf("read %s/%d: %v", topic, p.ID, err)
+			}
+			out = append(out, m)
+			if m.Offset >= last-1 {
+				break
+			}
+		}
+		r.Close()
+	}
+	return out
+}
+
+func header(m kafkago.Message, key string) (string, bool) {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+func headerMap(m kafkago.Message) map[string]string {
+	out := map[string]string{}
+	for _, h := range m.Headers {
+		out[h.Key] = string(h.Value)
+	}
+	return out
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// effectHandler is a Handler doing what dispatch.Router does for one
+// handler: in one unit of work it records (handler, message id) in the
+// inbox and, unless that row already existed, applies an effect (a row in
+// kafka_effects). fail, when set, is asked after the effect is written, so
+// a failure exercises the rollback.
+type effectHandler struct {
+	runner *uow.Runner
+	name   string
+	fail   func(m outbox.Message, attempt int) error
+
+	mu       sync.Mutex
+	attempts map[string]int
+	calls    []outbox.Message
+}
+
+func newEffectHandler(t testing.TB, db *sql.DB) *effectHandler {
+	t.Helper()
+	r, err := uow.New(db, uow.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE kafka_effects (message_id TEXT NOT NULL, msg_key TEXT NOT NULL, version BIGINT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	return &effectHandler{runner: r, name: "test-handler", attempts: map[string]int{}}
+}
+
+func (h *effectHandler) Deliver(ctx context.Context, m outbox.Message) error {
+	h.mu.Lock()
+	h.attempts[m.ID]++
+	attempt := h.attempts[m.ID]
+	h.calls = append(h.calls, m)
+	h.mu.Unlock()
+	return h.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
+		insert, effect := `INSERT INTO keel_inbox (handler, message_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+			`INSERT INTO kafka_effects (message_id, msg_key, version) VALUES (?, ?, ?)`
+		var now any = time.Now().UnixMicro()
+		if tx.Dialect() == "postgres" {
+			insert, effect = `INSERT INTO keel_inbox (handler, message_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+				`INSERT INTO kafka_effects (message_id, msg_key, version) VALUES ($1, $2, $3)`
+			now = time.Now()
+		}
+		res, err := tx.ExecContext(ctx, insert, h.name, m.ID, now)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // already applied
+		}
+		if _, err := tx.ExecContext(ctx, effect, m.ID, m.Key, m.AggregateVersion); err != nil {
+			return err
+		}
+		if h.fail != nil {
+			return h.fail(m, attempt)
+		}
+		return nil
+	})
+}
+
+func (h *effectHandler) attemptsOf(id string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.attempts[id]
+}
+
+func (h *effectHandler) callCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.calls)
+}
+
+// effects returns the effect rows per message id.
+func effects(t testing.TB, db *sql.DB) map[string]int {
+	t.Helper()
+	rows, err := db.Query(`SELECT message_id, COUNT(*) FROM kafka_effects GROUP BY message_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// runConsumer starts c.Run in the background; cleanup stops it and checks
+// that Run returned nil.
+func runConsumer(t testing.TB, c *kafka.Consumer) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Consumer.Run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("Consumer.Run did not return after cancel")
+			}
+			_ = c.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// committed returns the group's committed offset per partition of topic
+// (-1 where none).
+func committed(t testing.TB, addr, group, topic string, partitions int) map[int]int64 {
+	t.Helper()
+	client := &kafkago.Client{Addr: kafkago.TCP(addr), Timeout: 10 * time.Second}
+	ps := make([]int, partitions)
+	for i := range ps {
+		ps[i] = i
+	}
+	res, err := client.OffsetFetch(context.Background(), &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Error != nil {
+		t.Fatal(res.Error)
+	}
+	out := map[int]int64{}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			t.Fatalf("offset fetch %s/%d: %v", topic, p.Partition, p.Error)
+		}
+		out[p.Partition] = p.CommittedOffset
+	}
+	return out
+}
+
+func msg(key string, version int64) outbox.Message {
+	return outbox.Message{
+		ID:               fmt.Sprintf("%s-v%d", key, version),
+		Name:             "test.event",
+		Key:              key,
+		AggregateType:    "account",
+		AggregateID:      key,
+		AggregateVersion: version,
+		Payload:          []byte(fmt.Sprintf(`{"v":%d}`, version)),
+	}
+}
