@@ -88,10 +88,7 @@ func NewRouter(runner *uow.Runner, reg *aggregate.Registry, cfg RouterConfig) (*
 	if err != nil {
 		return nil, err
 	}
-	// The runner keeps its table prefix to itself; its outbox table is the
-	// prefix followed by "outbox", and the inbox sits beside it.
-	prefix := strings.TrimSuffix(ob.Table(), "outbox")
-	inbox := prefix + "inbox"
+	inbox := runner.TablePrefix() + "inbox"
 	return &Router{
 		runner:   runner,
 		reg:      reg,

@@ -20,6 +20,7 @@ import (
 type Runner struct {
 	db       *sql.DB
 	d        *dialect.Dialect
+	prefix   string
 	cfg      Config
 	ob       *outbox.Outbox
 	handlers map[string][]handler
@@ -54,6 +55,7 @@ func New(db *sql.DB, cfg Config) (*Runner, error) {
 	return &Runner{
 		db:         db,
 		d:          d,
+		prefix:     prefix,
 		cfg:        cfg,
 		ob:         ob,
 		handlers:   map[string][]handler{},
@@ -65,6 +67,9 @@ func New(db *sql.DB, cfg Config) (*Runner, error) {
 
 // Outbox returns the outbox the Runner writes to.
 func (r *Runner) Outbox() *outbox.Outbox { return r.ob }
+
+// TablePrefix returns the prefix of keel's table names, such as "keel_".
+func (r *Runner) TablePrefix() string { return r.prefix }
 
 // DB returns the database the Runner was created with.
 func (r *Runner) DB() *sql.DB { return r.db }
