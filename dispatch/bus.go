@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -101,7 +102,7 @@ func (b *Bus) deliverKey(ctx context.Context, batch []outbox.Message, idx []int,
 		if err == nil {
 			err = b.router.Deliver(ctx, batch[i])
 		} else {
-			err = fmt.Errorf("keel: bus stopped before delivering %s: %w", batch[i].ID, err)
+			err = fmt.Errorf("keel: bus stopped before delivering %s: %w", batch[i].ID, errors.Join(outbox.ErrNotAttempted, err))
 		}
 		if err == nil {
 			continue

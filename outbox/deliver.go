@@ -173,6 +173,10 @@ func (r *Relay) outcome(msgs []Message, perr error, now time.Time) (done []int64
 			failedKeys = map[string]struct{}{}
 		}
 		failedKeys[m.Key] = struct{}{}
+		if errors.Is(err, ErrNotAttempted) {
+			rep.Held++
+			continue
+		}
 		attempt := m.Attempts + 1
 		f := failure{seq: m.Seq, err: errorText(err)}
 		if errors.Is(err, ErrPermanent) || attempt >= r.cfg.MaxAttempts {

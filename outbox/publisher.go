@@ -76,3 +76,9 @@ func (e *BatchError) Failed(i int) bool { return i < len(e.Errs) && e.Errs[i] !=
 // destination rejects as malformed, say). Wrap it, and the relay parks the
 // message at once instead of using up its attempts.
 var ErrPermanent = errors.New("keel: permanent delivery failure")
+
+// ErrNotAttempted marks a BatchError entry for a message the publisher never
+// tried, for instance because its context ended first. The relay leaves such
+// a message pending without using up one of its attempts, and holds back
+// its key's later messages in the batch as it does after a failure.
+var ErrNotAttempted = errors.New("keel: message not attempted")

@@ -219,3 +219,35 @@ func TestRelayWholeBatchFailure(t *testing.T) {
 		}
 	})
 }
+
+// A message the publisher never tried (its context ran out first) keeps its
+// attempts and its place: it is neither delayed nor parked.
+func TestRelayNotAttempted(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+		ctx := context.Background()
+		ob := newOutbox(t, db, outbox.Config{})
+		fill(t, ob, 2, 2)
+		first := true
+		pub := outbox.PublisherFunc(func(ctx context.Context, batch []outbox.Message) error {
+			if !first {
+				return nil
+			}
+			first = false
+			errs := make([]error, len(batch))
+			for i := range batch {
+				errs[i] = fmt.Errorf("stopped: %w", errors.Join(outbox.ErrNotAttempted, context.DeadlineExceeded))
+			}
+			return &outbox.BatchError{Errs: errs}
+		})
+		r := newRelay(t, db, pub, outbox.RelayConfig{MaxAttempts: 1})
+		// With MaxAttempts 1, a counted attempt would park each key's first
+		// message and hold the rest; instead Drain retries at once.
+		if n, err := r.Drain(ctx); err != nil || n != 4 || first {
+			t.Fatalf("Drain = %d, %v; want all 4 delivered after the untried batch", n, err)
+		}
+		s, err := r.Stats(ctx)
+		if err != nil || s.Pending != 0 || s.Retrying != 0 || s.Parked != 0 {
+			t.Fatalf("Stats = %+v, %v; want nothing left", s, err)
+		}
+	})
+}
