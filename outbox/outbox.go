@@ -35,7 +35,7 @@ type Outbox struct {
 	d       *dialect.Dialect
 	prefix  string
 	table   string
-	notify  string // pg_notify statement; empty when not notifying
+	notify  string // non-empty when EnqueueTx notifies listening relays
 	channel string
 	mu      sync.Mutex
 	inserts map[int]string // batch size -> rebound INSERT
@@ -157,13 +157,14 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) erro
 				m.AggregateType, m.AggregateID, m.AggregateVersion, m.Payload, headers,
 				m.CorrelationID, m.CausationID, o.d.Time(m.OccurredAt), o.d.Time(now))
 		}
-		if _, err := tx.ExecContext(ctx, o.insertSQL(len(chunk)), args...); err != nil {
-			return o.wrapErr(err, "enqueue")
+		// The last chunk carries the notification in the same statement, so
+		// waking other relays costs no extra round trip.
+		notify := o.notify != "" && start+maxRows >= len(msgs)
+		if notify {
+			args = append(args, o.channel)
 		}
-	}
-	if o.notify != "" {
-		if _, err := tx.ExecContext(ctx, o.notify, o.channel); err != nil {
-			return o.wrapErr(err, "notify")
+		if _, err := tx.ExecContext(ctx, o.insertSQL(len(chunk), notify), args...); err != nil {
+			return o.wrapErr(err, "enqueue")
 		}
 	}
 	return nil
@@ -171,13 +172,22 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) erro
 
 const insertColumns = 14
 
-func (o *Outbox) insertSQL(n int) string {
+// insertSQL returns the INSERT of n rows; with notify, wrapped so that the
+// same statement also calls pg_notify with one more parameter, the channel.
+func (o *Outbox) insertSQL(n int, notify bool) string {
+	key := n << 1
+	if notify {
+		key |= 1
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if q, ok := o.inserts[n]; ok {
+	if q, ok := o.inserts[key]; ok {
 		return q
 	}
 	var b strings.Builder
+	if notify {
+		b.WriteString("WITH ins AS (")
+	}
 	b.WriteString("INSERT INTO ")
 	b.WriteString(o.table)
 	b.WriteString(" (id, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at, created_at) VALUES ")
@@ -188,9 +198,12 @@ func (o *Outbox) insertSQL(n int) string {
 		}
 		b.WriteString(row)
 	}
+	if notify {
+		b.WriteString(") SELECT pg_notify(?, '')")
+	}
 	q := o.d.Rebind(b.String())
 	if len(o.inserts) < 64 {
-		o.inserts[n] = q
+		o.inserts[key] = q
 	}
 	return q
 }

@@ -59,6 +59,12 @@ type Config struct {
 	// Logger receives warnings (WarnMultiple) and retry notices at debug
 	// level. If nil, slog.Default() is used.
 	Logger *slog.Logger
+	// DisableNotify stops the unit from sending a PostgreSQL notification
+	// with its outbox rows. Leave it false when relays run in other
+	// processes: the notification wakes them at commit. Set it when every
+	// relay runs in this process and is woken by an AfterCommit hook, to save
+	// the notification's cost at commit. It has no effect on SQLite.
+	DisableNotify bool
 	// MaxHandlerDepth bounds how many rounds of in-transaction handlers may
 	// run when handlers record further events. If zero, 8.
 	MaxHandlerDepth int

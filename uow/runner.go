@@ -42,7 +42,7 @@ func New(db *sql.DB, cfg Config) (*Runner, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	ob, err := outbox.New(db, outbox.Config{Dialect: cfg.Dialect, TablePrefix: cfg.TablePrefix})
+	ob, err := outbox.New(db, outbox.Config{Dialect: cfg.Dialect, TablePrefix: cfg.TablePrefix, DisableNotify: cfg.DisableNotify})
 	if err != nil {
 		return nil, err
 	}
