@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -141,8 +142,8 @@ type effectHandler struct {
 	fail   func(m outbox.Message, attempt int) error
 
 	mu       sync.Mutex
-	attempts map[string]int
-	calls    []outbox.Message
+	attempts map[string]int   // deliveries begun, per message id
+	calls    []outbox.Message // deliveries that succeeded, in order
 }
 
 func newEffectHandler(t testing.TB, db *sql.DB) *effectHandler {
@@ -161,9 +162,8 @@ func (h *effectHandler) Deliver(ctx context.Context, m outbox.Message) error {
 	h.mu.Lock()
 	h.attempts[m.ID]++
 	attempt := h.attempts[m.ID]
-	h.calls = append(h.calls, m)
 	h.mu.Unlock()
-	return h.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
+	err := h.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
 		insert, effect := `INSERT INTO keel_inbox (handler, message_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
 			`INSERT INTO kafka_effects (message_id, msg_key, version) VALUES (?, ?, ?)`
 		var now any = time.Now().UnixMicro()
@@ -187,12 +187,24 @@ func (h *effectHandler) Deliver(ctx context.Context, m outbox.Message) error {
 		}
 		return nil
 	})
+	if err == nil {
+		h.mu.Lock()
+		h.calls = append(h.calls, m)
+		h.mu.Unlock()
+	}
+	return err
 }
 
 func (h *effectHandler) attemptsOf(id string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.attempts[id]
+}
+
+func (h *effectHandler) delivered() []outbox.Message {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]outbox.Message(nil), h.calls...)
 }
 
 func (h *effectHandler) callCount() int {
@@ -263,10 +275,13 @@ func committed(t testing.TB, addr, group, topic string, partitions int) map[int]
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := map[int]int64{}
+	if errors.Is(res.Error, kafkago.GroupIdNotFound) {
+		return out // the group has not formed yet: nothing committed
+	}
 	if res.Error != nil {
 		t.Fatal(res.Error)
 	}
-	out := map[int]int64{}
 	for _, p := range res.Topics[topic] {
 		if p.Error != nil {
 			t.Fatalf("offset fetch %s/%d: %v", topic, p.Partition, p.Error)
