@@ -648,3 +648,40 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNotMigrated telling to migrate", err)
 	}
 }
+
+func TestPruneIdempotencyKeys(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+		b := setup(t, db, uow.Config{})
+		ctx := context.Background()
+		noop := func(context.Context, *uow.Tx) error { return nil }
+		for i := 0; i < 5; i++ {
+			if err := b.runner.DoIdempotent(ctx, fmt.Sprintf("old-%d", i), noop); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Age the five keys by a day, then record a fresh one.
+		shift := "created_at - 86400000000"
+		if strings.Contains(fmt.Sprintf("%T", db.Driver()), "pq") {
+			shift = "created_at - interval '1 day'"
+		}
+		if _, err := db.Exec("UPDATE keel_idempotency SET created_at = " + shift); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.runner.DoIdempotent(ctx, "new", noop); err != nil {
+			t.Fatal(err)
+		}
+		n, err := b.runner.PruneIdempotencyKeys(ctx, time.Hour, 2)
+		if err != nil || n != 5 {
+			t.Fatalf("pruned %d, %v; want 5", n, err)
+		}
+		if err := b.runner.DoIdempotent(ctx, "new", noop); !errors.Is(err, uow.ErrDuplicate) {
+			t.Fatalf("fresh key pruned: %v", err)
+		}
+		if err := b.runner.DoIdempotent(ctx, "old-1", noop); err != nil {
+			t.Fatalf("pruned key still refused: %v", err)
+		}
+		if _, err := b.runner.PruneIdempotencyKeys(ctx, 0, 0); err == nil {
+			t.Error("zero window accepted")
+		}
+	})
+}

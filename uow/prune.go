@@ -1,0 +1,49 @@
+package uow
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/keel-go/keel/internal/dialect"
+)
+
+// DefaultPruneBatch is the batch size PruneIdempotencyKeys uses when given 0.
+const DefaultPruneBatch = 1000
+
+// PruneIdempotencyKeys deletes idempotency keys recorded more than olderThan
+// ago, at most batch rows per statement (DefaultPruneBatch if batch is 0),
+// until none are left, and returns how many it deleted. A command retried
+// after its key was pruned is applied again, so olderThan must exceed the
+// longest time a client may keep retrying. It is safe to run from several
+// processes at once.
+func (r *Runner) PruneIdempotencyKeys(ctx context.Context, olderThan time.Duration, batch int) (int64, error) {
+	if olderThan <= 0 {
+		return 0, fmt.Errorf("keel: PruneIdempotencyKeys: olderThan is %v; pass how long keys must be kept, such as 7*24*time.Hour", olderThan)
+	}
+	if batch < 0 {
+		return 0, fmt.Errorf("keel: PruneIdempotencyKeys: batch is %d; pass a positive size, or 0 for %d", batch, DefaultPruneBatch)
+	}
+	if batch == 0 {
+		batch = DefaultPruneBatch
+	}
+	table := r.prefix + "idempotency"
+	query := r.d.Rebind("DELETE FROM " + table + " WHERE key IN (SELECT key FROM " + table +
+		" WHERE created_at < ? ORDER BY created_at LIMIT ?)")
+	cutoff := r.d.Time(time.Now().Add(-olderThan))
+	var total int64
+	for {
+		res, err := r.db.ExecContext(ctx, query, cutoff, batch)
+		if err != nil {
+			return total, fmt.Errorf("keel: prune idempotency keys: %w", dialect.MissingTable(err, table))
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < int64(batch) {
+			return total, nil
+		}
+	}
+}
