@@ -73,8 +73,8 @@ var ErrClosed = errors.New("keel: kafka publisher is closed")
 // errHeld is the error of a message left unsent because an earlier message
 // of its key in the same batch failed: sending it would put the key's
 // messages out of order in the partition. The relay retries it after the
-// failed one.
-var errHeld = errors.New("keel: kafka: not sent: an earlier message of the same key failed")
+// failed one, without counting an attempt.
+var errHeld = fmt.Errorf("keel: kafka: not sent: an earlier message of the same key failed (%w)", outbox.ErrNotAttempted)
 
 // Publish writes batch to Kafka and returns when every record is
 // acknowledged by all in-sync replicas (acks=all), or has failed.
@@ -182,6 +182,12 @@ func (p *Publisher) writeTopic(ctx context.Context, topic string, idx []int, rec
 		if len(round) == 0 {
 			continue
 		}
+		if ctx.Err() != nil {
+			why := "the publish context ended: " + ctx.Err().Error()
+			p.skipRest(at, why, errs)
+			p.skipRest(idx[next:], why, errs)
+			return
+		}
 		err := p.w.WriteMessages(ctx, round...)
 		if err == nil {
 			continue
@@ -194,7 +200,7 @@ func (p *Publisher) writeTopic(ctx context.Context, topic string, idx []int, rec
 			for _, i := range at {
 				errs[i] = err
 			}
-			p.skipRest(idx[next:], err, errs)
+			p.skipRest(idx[next:], "an earlier round failed: "+err.Error(), errs)
 			return
 		}
 		var last error
@@ -211,19 +217,18 @@ func (p *Publisher) writeTopic(ctx context.Context, topic string, idx []int, rec
 			failed[keys[i]] = true
 		}
 		if werrs.Count() == len(round) {
-			p.skipRest(idx[next:], last, errs)
+			p.skipRest(idx[next:], "an earlier round failed: "+last.Error(), errs)
 			return
 		}
 	}
 }
 
-// skipRest fails the messages at rest, not sent because a round before them
-// failed entirely, with that round's error, unless the error was permanent
-// for the round's own messages only.
-func (p *Publisher) skipRest(rest []int, err error, errs []error) {
-	if errors.Is(err, outbox.ErrPermanent) {
-		err = fmt.Errorf("keel: kafka: not sent: the round before failed: %v", err)
-	}
+// skipRest marks the messages at rest that have no outcome yet as not
+// attempted, saying why: an earlier round failed as a whole (so they would
+// most likely fail too), or ctx ended. The relay leaves them pending
+// without counting an attempt.
+func (p *Publisher) skipRest(rest []int, why string, errs []error) {
+	err := fmt.Errorf("keel: kafka: not sent: %s (%w)", why, outbox.ErrNotAttempted)
 	for _, i := range rest {
 		if errs[i] == nil {
 			errs[i] = err

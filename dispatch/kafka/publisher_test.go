@@ -323,8 +323,8 @@ func TestPublisherPartialFailure(t *testing.T) {
 		if !errors.Is(be.Errs[0], outbox.ErrPermanent) || !errors.Is(be.Errs[0], kafkago.MessageSizeTooLarge) {
 			t.Errorf("rejected message: %v, want ErrPermanent and MessageSizeTooLarge", be.Errs[0])
 		}
-		if errors.Is(be.Errs[2], outbox.ErrPermanent) {
-			t.Errorf("held message: %v, want a retriable error", be.Errs[2])
+		if errors.Is(be.Errs[2], outbox.ErrPermanent) || !errors.Is(be.Errs[2], outbox.ErrNotAttempted) {
+			t.Errorf("held message: %v, want ErrNotAttempted", be.Errs[2])
 		}
 		recs := readTopic(t, addr, "t")
 		if len(recs) != 3 {
@@ -351,7 +351,7 @@ func TestPublisherPartialFailure(t *testing.T) {
 		if !errors.Is(be.Errs[0], outbox.ErrPermanent) {
 			t.Errorf("oversized message: %v, want ErrPermanent", be.Errs[0])
 		}
-		if be.Failed(1) || !be.Failed(2) || errors.Is(be.Errs[2], outbox.ErrPermanent) {
+		if be.Failed(1) || !errors.Is(be.Errs[2], outbox.ErrNotAttempted) {
 			t.Errorf("errors %v: want b delivered and a's next message held", be.Errs)
 		}
 		if n := len(readTopic(t, addr, "t")); n != 1 {
@@ -370,8 +370,19 @@ func TestPublisherPartialFailure(t *testing.T) {
 		defer cancel()
 		err := pub.Publish(ctx, []outbox.Message{msg("a", 2), msg("b", 1)})
 		var be *outbox.BatchError
-		if err == nil || errors.As(err, &be) || errors.Is(err, outbox.ErrPermanent) {
+		if err == nil || errors.As(err, &be) || errors.Is(err, outbox.ErrPermanent) || errors.Is(err, outbox.ErrNotAttempted) {
 			t.Fatalf("Publish with the broker down = %v, want one retriable error for the whole batch", err)
+		}
+
+		// In rounds of one, the first fails and the rest are not tried.
+		small := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "t", WriteAttempts: 1, BatchSize: 1})
+		err = small.Publish(ctx, []outbox.Message{msg("a", 2), msg("b", 1), msg("c", 1)})
+		if !errors.As(err, &be) {
+			t.Fatalf("Publish = %v, want a *outbox.BatchError", err)
+		}
+		if be.Errs[0] == nil || errors.Is(be.Errs[0], outbox.ErrNotAttempted) ||
+			!errors.Is(be.Errs[1], outbox.ErrNotAttempted) || !errors.Is(be.Errs[2], outbox.ErrNotAttempted) {
+			t.Fatalf("errors %v: want the first failed and the others not attempted", be.Errs)
 		}
 	})
 }
