@@ -108,8 +108,9 @@ var errRunning = errors.New("keel: kafka consumer is already running")
 // exponential backoff and jitter, up to MaxAttempts), dead-letters it if it
 // still failed, commits its offset, and moves on. A message whose handling
 // was cut short by ctx is neither committed nor dead-lettered, so it is
-// delivered again after a restart. Run returns an error only when the
-// reader fails for good.
+// delivered again after a restart. Errors reading from Kafka (a broker
+// outage, a rebalance) are logged and retried with backoff, never returned:
+// Run returns an error only when the Consumer is already running.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errRunning
@@ -123,14 +124,21 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if c.closed.Load() {
 		return nil
 	}
+	failures := 0
 	for {
 		km, err := c.r.FetchMessage(ctx)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
+			if ctx.Err() != nil || c.closed.Load() || errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
 				return nil
 			}
-			return fmt.Errorf("keel: kafka consumer: %w", err)
+			failures++
+			c.log.Warn("keel: kafka fetch failed; retrying", "group", c.cfg.GroupID, "failures", failures, "err", err)
+			if sleep(ctx, c.backoff(failures)) != nil {
+				return nil
+			}
+			continue
 		}
+		failures = 0
 		if err := c.handle(ctx, &km); err != nil {
 			return nil // ctx done or closed
 		}

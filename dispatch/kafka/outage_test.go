@@ -145,3 +145,45 @@ func TestBrokerOutage(t *testing.T) {
 		t.Logf("%d records for %d messages (%d duplicates)", len(recs), len(all), dups)
 	})
 }
+
+// TestConsumerBrokerOutage stops the broker under a running Consumer and
+// restarts it on the same address and data: the Consumer keeps running,
+// rejoins its group, and handles what is published after the restart,
+// each message taking effect once.
+func TestConsumerBrokerOutage(t *testing.T) {
+	db := testdb.Open(t, "sqlite")
+	dir := t.TempDir()
+	first, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir), kfake.SeedTopics(2, "events", "events.dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	addr := first.ListenAddrs()[0]
+	_, portText, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portText)
+
+	pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "events"})
+	publish := func(msgs ...outbox.Message) {
+		t.Helper()
+		eventually(t, 30*time.Second, "publish", func() bool { return pub.Publish(context.Background(), msgs) == nil })
+	}
+	publish(msg("a", 1), msg("b", 1))
+	h := newEffectHandler(t, db)
+	runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g", Topics: []string{"events"}}, h))
+	eventually(t, 30*time.Second, "two effects", func() bool { return len(effects(t, db)) == 2 })
+
+	first.Close()
+	time.Sleep(time.Second)
+	second, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dir))
+	if err != nil {
+		t.Fatalf("restart on port %d: %v", port, err)
+	}
+	defer second.Close()
+	publish(msg("a", 2), msg("b", 2))
+	eventually(t, 60*time.Second, "four effects", func() bool { return len(effects(t, db)) == 4 })
+	for id, n := range effects(t, db) {
+		if n != 1 {
+			t.Errorf("message %s had %d effects", id, n)
+		}
+	}
+}
