@@ -48,15 +48,23 @@
 // occasional duplicates and must deduplicate on keel-message-id, as the
 // inbox does.
 //
-// Order per key holds in the topic: the relay hands over a key's messages in
-// enqueue order, the balancer hashes the key to one partition, and a
-// Publisher writes each partition's share of a batch as one record batch
-// with one request in flight per partition, so kafka-go's retries cannot
-// reorder it. When a message fails, Publish sends none of its key's later
-// messages; the relay retries the failed one first. Duplicates keep order in
-// the sense that matters to a deduplicating consumer: the first copy of each
-// message arrives in order. Adding partitions to a topic moves keys, which
-// breaks order across the change, as for any Kafka producer.
+// Order per key holds in the topic. The relay hands over a key's messages
+// in enqueue order, and the balancer hashes the key to one partition. The
+// rest depends on how kafka-go's Writer works: it keeps one goroutine per
+// partition that sends that partition's record batches one at a time, and
+// retries a batch before sending the next, so its retries cannot overtake
+// one another; but it sends the next batch even when the previous one
+// failed for good, and splits a partition's share of one WriteMessages
+// call into several batches when it exceeds BatchSize or BatchBytes. A
+// Publisher therefore writes a relay batch in rounds that each fit one
+// record batch per partition, and once a message fails it sends none of
+// its key's later messages (they are reported as outbox.ErrNotAttempted,
+// and the relay sends them after the failed one). Publish calls on one
+// Publisher are serialised so that two batches never share a record batch.
+// Duplicates keep order in the sense that matters to a deduplicating
+// consumer: the first copy of each message arrives in order. Adding
+// partitions to a topic moves keys, which breaks order across the change,
+// as for any Kafka producer.
 //
 // The default balancer is murmur2, the Java client's, so keel and other
 // producers agree on which partition a key belongs to.

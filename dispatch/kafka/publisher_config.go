@@ -11,14 +11,17 @@ import (
 
 // Defaults used by PublisherConfig when a field is left zero.
 const (
-	DefaultBatchSize        = outbox.DefaultBatchSize
-	DefaultBatchBytes       = 1000000
-	DefaultBatchTimeout     = time.Millisecond
-	DefaultWriteAttempts    = 3
-	DefaultWriteTimeout     = 5 * time.Second
-	DefaultContentType      = "application/json"
+	DefaultBatchSize     = outbox.DefaultBatchSize
+	DefaultBatchBytes    = 1000000
+	DefaultBatchTimeout  = time.Millisecond
+	DefaultWriteAttempts = 3
+	DefaultWriteTimeout  = 5 * time.Second
+	DefaultContentType   = "application/json"
+)
+
+const (
 	maxBatchSize            = 10000
-	maxTopicLength          = 249
+	maxTopicLength          = 249 // Kafka's limit on topic names
 	defaultDeadLetterSuffix = ".dlq"
 )
 
