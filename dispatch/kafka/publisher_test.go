@@ -359,6 +359,22 @@ func TestPublisherPartialFailure(t *testing.T) {
 		}
 	})
 
+	t.Run("cancelled", func(t *testing.T) {
+		// Nothing is sent once ctx is done, and the relay is told so: it
+		// leaves the messages pending without counting an attempt.
+		_, addr := cluster(t, kfake.SeedTopics(1, "t"))
+		pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "t"})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		err := pub.Publish(ctx, []outbox.Message{msg("a", 1), msg("b", 1)})
+		if !errors.Is(err, outbox.ErrNotAttempted) || !strings.Contains(err.Error(), "context canceled") {
+			t.Fatalf("Publish with a cancelled context = %v, want ErrNotAttempted", err)
+		}
+		if n := len(readTopic(t, addr, "t")); n != 0 {
+			t.Fatalf("%d records written after cancel", n)
+		}
+	})
+
 	t.Run("broker down", func(t *testing.T) {
 		c, addr := cluster(t, kfake.SeedTopics(1, "t"))
 		pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "t", WriteAttempts: 1})
