@@ -36,23 +36,9 @@ func (r *Router) PruneInbox(ctx context.Context, olderThan time.Duration, batch 
 		batch = DefaultPruneBatch
 	}
 	cutoff := r.d.Time(time.Now().Add(-olderThan))
-	db := r.runner.DB()
-	var total int64
-	for {
-		res, err := db.ExecContext(ctx, r.pruneInbox, cutoff, batch)
-		if err != nil {
-			return total, fmt.Errorf("keel: prune inbox: %w", dialect.MissingTable(err, r.inbox))
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return total, fmt.Errorf("keel: prune inbox: %w", err)
-		}
-		total += n
-		if n < int64(batch) {
-			return total, nil
-		}
-		if err := ctx.Err(); err != nil {
-			return total, err
-		}
+	n, err := dialect.DeleteInBatches(ctx, r.runner.DB(), r.pruneInbox, cutoff, batch)
+	if err != nil {
+		err = fmt.Errorf("keel: prune inbox: %w", dialect.MissingTable(err, r.inbox))
 	}
+	return n, err
 }

@@ -145,19 +145,9 @@ func (r *Relay) RequeueKey(ctx context.Context, key string) (int64, error) {
 // Retention > 0; several relays may run it at once.
 func (r *Relay) Cleanup(ctx context.Context) (int64, error) {
 	cutoff := r.d.Time(time.Now().Add(-r.cfg.Retention))
-	var total int64
-	for {
-		res, err := r.db.ExecContext(ctx, r.q.cleanup, cutoff, r.cfg.CleanupBatch)
-		if err != nil {
-			return total, r.wrap("cleanup", err, r.ob)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return total, r.wrap("cleanup", err, r.ob)
-		}
-		total += n
-		if n < int64(r.cfg.CleanupBatch) || ctx.Err() != nil {
-			return total, ctx.Err()
-		}
+	n, err := dialect.DeleteInBatches(ctx, r.db, r.q.cleanup, cutoff, r.cfg.CleanupBatch)
+	if err != nil {
+		err = r.wrap("cleanup", err, r.ob)
 	}
+	return n, err
 }

@@ -30,20 +30,9 @@ func (r *Runner) PruneIdempotencyKeys(ctx context.Context, olderThan time.Durati
 	table := r.prefix + "idempotency"
 	query := r.d.Rebind("DELETE FROM " + table + " WHERE key IN (SELECT key FROM " + table +
 		" WHERE created_at < ? ORDER BY created_at LIMIT ?)")
-	cutoff := r.d.Time(time.Now().Add(-olderThan))
-	var total int64
-	for {
-		res, err := r.db.ExecContext(ctx, query, cutoff, batch)
-		if err != nil {
-			return total, fmt.Errorf("keel: prune idempotency keys: %w", dialect.MissingTable(err, table))
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return total, err
-		}
-		total += n
-		if n < int64(batch) {
-			return total, nil
-		}
+	n, err := dialect.DeleteInBatches(ctx, r.db, query, r.d.Time(time.Now().Add(-olderThan)), batch)
+	if err != nil {
+		err = fmt.Errorf("keel: prune idempotency keys: %w", dialect.MissingTable(err, table))
 	}
+	return n, err
 }
