@@ -6,25 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/dispatch"
+	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/repository"
 	"github.com/keel-go/keel/uow"
 )
 
 // quiet discards logs; set KEEL_TEST_LOG=1 to see them.
-var quiet = func() *slog.Logger {
-	if os.Getenv("KEEL_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}()
+var quiet = testdb.Logger()
 
 // bundle is what most tests need: a runner, a registry, a router and a
 // repository of cards over one database, with an effects table.

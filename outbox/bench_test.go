@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -22,52 +21,6 @@ import (
 //
 // PostgreSQL benchmarks skip when KEEL_TEST_POSTGRES is unset.
 
-const benchKeys = 1000
-
-// bulkFill inserts n rows straight in SQL, as pending (state 0) or as
-// delivered history (state 1), with 1,000 keys and 100-byte payloads. It is
-// setup, far faster than Enqueue for a million rows.
-func bulkFill(b testing.TB, db *sql.DB, dialect string, n, state int) {
-	b.Helper()
-	parts := make([]int64, benchKeys)
-	for k := range parts {
-		parts[k] = int64(outbox.PartitionOf(fmt.Sprintf("key-%04d", k)))
-	}
-	tag := randomSuffix()
-	var err error
-	if dialect == "postgres" {
-		_, err = db.Exec(`INSERT INTO keel_outbox (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
-SELECT $1 || g, 'key-' || lpad((g % 1000)::text, 4, '0'), ($2::int[])[g % 1000 + 1], 'bench.event', g, convert_to(repeat('x', 100), 'UTF8'),
-       now(), now(), $3::smallint, CASE WHEN $3::smallint = 1 THEN now() END
-FROM generate_series(1, $4) AS g`, tag+"-", pq.Int64Array(parts), state, n)
-	} else {
-		js, _ := json.Marshal(parts)
-		now := time.Now().UnixMicro()
-		_, err = db.Exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?)
-INSERT INTO keel_outbox (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
-SELECT ? || i, 'key-' || printf('%04d', i % 1000), json_extract(?, '$[' || (i % 1000) || ']'), 'bench.event', i, zeroblob(100),
-       ?, ?, ?, CASE WHEN ? = 1 THEN ? END
-FROM g`, n, tag+"-", string(js), now, now, state, state, now)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	if dialect == "sqlite" {
-		// Fold the bulk load's write-ahead log into the database, as the
-		// automatic checkpoints of a steadily written database keep doing.
-		if _, err := db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if dialect == "postgres" {
-		// What autovacuum does within a minute of a bulk load: without
-		// statistics the planner takes a million fresh rows for a few dozen.
-		if _, err := db.Exec("ANALYZE keel_outbox"); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 var nopPublisher = outbox.PublisherFunc(func(context.Context, []outbox.Message) error { return nil })
 
 // BenchmarkDrain relays 100,000 prefilled rows to a publisher that does
@@ -82,7 +35,7 @@ func BenchmarkDrain(b *testing.B) {
 				r := newRelay(b, db, nopPublisher, outbox.RelayConfig{})
 				var total time.Duration
 				for range b.N {
-					bulkFill(b, db, d, rows, 0)
+					testdb.FillOutbox(b, db, d, rows, 0)
 					start := time.Now()
 					n, err := r.Drain(context.Background())
 					total += time.Since(start)
@@ -95,7 +48,7 @@ func BenchmarkDrain(b *testing.B) {
 			b.Run("baseline", func(b *testing.B) {
 				var total time.Duration
 				for range b.N {
-					bulkFill(b, db, d, rows, 0)
+					testdb.FillOutbox(b, db, d, rows, 0)
 					start := time.Now()
 					n := baselineDrain(b, db, d)
 					total += time.Since(start)
@@ -239,10 +192,10 @@ func BenchmarkClaimHistory(b *testing.B) {
 		b.Run(d, func(b *testing.B) {
 			ctx := context.Background()
 			small := testdb.Open(b, d)
-			bulkFill(b, small, d, 1000, 0)
+			testdb.FillOutbox(b, small, d, 1000, 0)
 			large := testdb.Open(b, d)
-			bulkFill(b, large, d, 1000000, 1)
-			bulkFill(b, large, d, 1000, 0)
+			testdb.FillOutbox(b, large, d, 1000000, 1)
+			testdb.FillOutbox(b, large, d, 1000, 0)
 			rs := newRelay(b, small, nopPublisher, outbox.RelayConfig{})
 			rl := newRelay(b, large, nopPublisher, outbox.RelayConfig{})
 			claim := func(r *outbox.Relay) time.Duration {

@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -19,13 +17,8 @@ import (
 	"github.com/keel-go/keel/outbox"
 )
 
-// quiet discards relay logs; set KEEL_TEST_LOG=1 to see them.
-var quiet = func() *slog.Logger {
-	if os.Getenv("KEEL_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}()
+// quiet discards logs; set KEEL_TEST_LOG=1 to see them.
+var quiet = testdb.Logger()
 
 // relayConfig fills the fields every test wants: no log noise and short
 // leases, so takeovers happen within a test's patience.

@@ -2,9 +2,7 @@ package kafka_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -53,7 +51,7 @@ func BenchmarkDrainToKafka(b *testing.B) {
 				}
 				var total time.Duration
 				for range b.N {
-					bulkFill(b, db, d, benchRows)
+					testdb.FillOutbox(b, db, d, benchRows, 0)
 					start := time.Now()
 					n, err := r.Drain(context.Background())
 					total += time.Since(start)
@@ -72,7 +70,7 @@ func BenchmarkDrainToKafka(b *testing.B) {
 				defer w.Close()
 				var total time.Duration
 				for range b.N {
-					bulkFill(b, db, d, benchRows)
+					testdb.FillOutbox(b, db, d, benchRows, 0)
 					start := time.Now()
 					n := baselineDrain(b, db, d, w)
 					total += time.Since(start)
@@ -108,41 +106,6 @@ func BenchmarkPublish(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(benchRows*b.N)/time.Since(start).Seconds(), "msgs/s")
-}
-
-// bulkFill inserts n pending rows straight in SQL, with 1,000 keys and
-// 100-byte payloads: setup, far faster than Enqueue. It is not timed.
-func bulkFill(b testing.TB, db *sql.DB, dialect string, n int) {
-	b.Helper()
-	parts := make([]int64, benchKeys)
-	for k := range parts {
-		parts[k] = int64(outbox.PartitionOf(fmt.Sprintf("key-%04d", k)))
-	}
-	tagBytes := make([]byte, 4)
-	_, _ = rand.Read(tagBytes)
-	tag := hex.EncodeToString(tagBytes) + "-"
-	var err error
-	if dialect == "postgres" {
-		_, err = db.Exec(`INSERT INTO keel_outbox (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at)
-SELECT $1 || g, 'key-' || lpad((g % 1000)::text, 4, '0'), ($2::int[])[g % 1000 + 1], 'bench.event', g, convert_to(repeat('x', 100), 'UTF8'), now(), now()
-FROM generate_series(1, $3) AS g`, tag, pq.Int64Array(parts), n)
-		if err == nil {
-			// Fresh statistics, as autovacuum keeps them on a live table;
-			// without them PostgreSQL plans the claim of a freshly
-			// bulk-loaded outbox several times slower.
-			_, err = db.Exec("ANALYZE keel_outbox")
-		}
-	} else {
-		js, _ := json.Marshal(parts)
-		now := time.Now().UnixMicro()
-		_, err = db.Exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?)
-INSERT INTO keel_outbox (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at)
-SELECT ? || i, 'key-' || printf('%04d', i % 1000), json_extract(?, '$[' || (i % 1000) || ']'), 'bench.event', i, zeroblob(100), ?, ?
-FROM g`, n, tag, string(js), now, now)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
 }
 
 // baselineDrain is the simplest correct loop a person would write by hand:

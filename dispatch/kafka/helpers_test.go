@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -16,17 +14,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/keel-go/keel/dispatch/kafka"
+	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/uow"
 )
 
 // quiet discards logs; set KEEL_TEST_LOG=1 to see them.
-var quiet = func() *slog.Logger {
-	if os.Getenv("KEEL_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}()
+var quiet = testdb.Logger()
 
 // cluster starts an in-process Kafka-compatible cluster on a loopback port
 // and returns it with its bootstrap address. Topics are not created on

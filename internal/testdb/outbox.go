@@ -1,0 +1,69 @@
+package testdb
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/lib/pq"
+
+	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/outbox"
+)
+
+// Logger discards logs unless KEEL_TEST_LOG is set, when it prints them,
+// debug level included, to standard error.
+func Logger() *slog.Logger {
+	if os.Getenv("KEEL_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// FillKeys is how many partition keys FillOutbox spreads its rows over.
+const FillKeys = 1000
+
+// FillOutbox inserts n rows into keel_outbox straight in SQL, as pending
+// (state 0) or as delivered history (state 1), over FillKeys keys with
+// 100-byte payloads. It is setup for benchmarks, far faster than Enqueue for
+// a million rows. On PostgreSQL it then analyzes the table, as autovacuum
+// would soon after a bulk load: without statistics the planner takes a
+// million fresh rows for a few dozen.
+func FillOutbox(tb testing.TB, db *sql.DB, dialectName string, n, state int) {
+	tb.Helper()
+	parts := make([]int64, FillKeys)
+	for k := range parts {
+		parts[k] = int64(outbox.PartitionOf(fmt.Sprintf("key-%04d", k)))
+	}
+	tag := randomHex(4) + "-"
+	var err error
+	if dialectName == dialect.Postgres {
+		_, err = db.Exec(`INSERT INTO keel_outbox (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
+SELECT $1 || g, 'key-' || lpad((g % 1000)::text, 4, '0'), ($2::int[])[g % 1000 + 1], 'bench.event', g, convert_to(repeat('x', 100), 'UTF8'),
+       now(), now(), $3::smallint, CASE WHEN $3::smallint = 1 THEN now() END
+FROM generate_series(1, $4) AS g`, tag, pq.Int64Array(parts), state, n)
+		if err == nil {
+			_, err = db.Exec("ANALYZE keel_outbox")
+		}
+	} else {
+		js, _ := json.Marshal(parts)
+		now := time.Now().UnixMicro()
+		_, err = db.Exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?)
+INSERT INTO keel_outbox (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
+SELECT ? || i, 'key-' || printf('%04d', i % 1000), json_extract(?, '$[' || (i % 1000) || ']'), 'bench.event', i, zeroblob(100),
+       ?, ?, ?, CASE WHEN ? = 1 THEN ? END
+FROM g`, n, tag, string(js), now, now, state, state, now)
+		if err == nil {
+			// Fold the bulk load's write-ahead log into the database, as the
+			// automatic checkpoints of a steadily written database keep doing.
+			_, err = db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		}
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
