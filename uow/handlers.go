@@ -52,7 +52,17 @@ func EnvelopeFrom(ctx context.Context) (aggregate.Envelope, bool) {
 // runHandlers passes every not yet handled event to its handlers. Events
 // recorded by handlers are handled in the next round; more than
 // MaxHandlerDepth rounds is an error, since it usually means a cycle.
+//
+// Every event gets metadata once, when first seen: those recorded by fn
+// get the unit's (from ctx), those recorded by a handler get the handled
+// event's correlation id (or its id, when it has none) and its id as
+// causation.
 func (t *Tx) runHandlers(ctx context.Context, md aggregate.Metadata, hasMD bool) error {
+	if hasMD {
+		t.stamp(md)
+	} else {
+		t.stamp(aggregate.Metadata{})
+	}
 	ends := make([]int, 0, len(t.tracked))
 	for round := 0; ; round++ {
 		ends = ends[:0]
@@ -62,12 +72,9 @@ func (t *Tx) runHandlers(ctx context.Context, md aggregate.Metadata, hasMD bool)
 		progressed := false
 		for i, end := range ends {
 			for t.tracked[i].seen < end {
-				env := &aggregate.Pending(t.tracked[i].a)[t.tracked[i].seen]
+				env := aggregate.Pending(t.tracked[i].a)[t.tracked[i].seen]
 				t.tracked[i].seen++
 				progressed = true
-				if hasMD {
-					env.ApplyMetadata(md)
-				}
 				hs := t.r.handlers[env.Name]
 				if len(hs) == 0 {
 					continue
@@ -75,20 +82,35 @@ func (t *Tx) runHandlers(ctx context.Context, md aggregate.Metadata, hasMD bool)
 				if round >= t.r.cfg.MaxHandlerDepth {
 					return fmt.Errorf("%w: still handling %s after %d rounds; look for handlers that trigger each other", ErrHandlerDepth, env.Name, round)
 				}
-				// Handlers may record on this aggregate and grow its slice,
-				// so they get a copy of the envelope.
-				cur := *env
-				hctx := context.WithValue(ctx, envelopeKey{}, &cur)
-				hctx = aggregate.WithMetadata(hctx, aggregate.Metadata{CorrelationID: cur.CorrelationID, CausationID: cur.ID, Headers: cur.Headers})
+				corr := env.CorrelationID
+				if corr == "" {
+					corr = env.ID
+				}
+				caused := aggregate.Metadata{CorrelationID: corr, CausationID: env.ID, Headers: env.Headers}
+				hctx := context.WithValue(ctx, envelopeKey{}, &env)
+				hctx = aggregate.WithMetadata(hctx, caused)
 				for _, h := range hs {
-					if err := h.fn(hctx, t, &cur); err != nil {
-						return &HandlerError{Handler: h.name, Event: cur.Name, MessageID: cur.ID, Err: err}
+					err := h.fn(hctx, t, &env)
+					t.stamp(caused)
+					if err != nil {
+						return &HandlerError{Handler: h.name, Event: env.Name, MessageID: env.ID, Err: err}
 					}
 				}
 			}
 		}
 		if !progressed {
 			return nil
+		}
+	}
+}
+
+// stamp applies md to the events recorded since the last stamp, on every
+// tracked aggregate.
+func (t *Tx) stamp(md aggregate.Metadata) {
+	for i := range t.tracked {
+		pending := aggregate.Pending(t.tracked[i].a)
+		for ; t.tracked[i].stamped < len(pending); t.tracked[i].stamped++ {
+			pending[t.tracked[i].stamped].ApplyMetadata(md)
 		}
 	}
 }

@@ -32,8 +32,9 @@ type Tx struct {
 }
 
 type tracked struct {
-	a    aggregate.Aggregate
-	seen int // pending events already passed to in-transaction handlers
+	a       aggregate.Aggregate
+	seen    int // pending events already passed to in-transaction handlers
+	stamped int // pending events that already have their metadata
 }
 
 // ExecContext runs a statement in the transaction.

@@ -564,9 +564,16 @@ func TestHandlersAndHooks(t *testing.T) {
 		if diff := cmp.Diff([]string{"account.opened", "account.opened", "account.deposited"}, names); diff != "" {
 			t.Errorf("hook messages (-want +got):\n%s", diff)
 		}
-		// Events recorded by a handler name the event that caused them.
-		if hooked[0][1].CausationID != "" && hooked[0][1].CausationID != hooked[0][0].ID {
-			t.Errorf("causation = %q", hooked[0][1].CausationID)
+		// Events recorded by a handler name the event that caused them, and
+		// share its correlation (its id, as the unit had none).
+		opened := hooked[0][0]
+		for _, m := range hooked[0][1:] {
+			if m.CausationID != opened.ID || m.CorrelationID != opened.ID {
+				t.Errorf("%s: causation %q, correlation %q; want both %q", m.Name, m.CausationID, m.CorrelationID, opened.ID)
+			}
+		}
+		if opened.CausationID != "" || opened.CorrelationID != "" {
+			t.Errorf("the command's own event got metadata from nowhere: %+v", opened)
 		}
 		// A handler that records events forever is stopped.
 		loop, _ := uow.New(db, uow.Config{MaxHandlerDepth: 3})
