@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/keel-go/keel/aggregate"
+	"github.com/keel-go/keel/internal/aggstate"
 )
 
 type Invoice struct {
@@ -64,16 +65,16 @@ func TestRecord(t *testing.T) {
 	if inv.Events()[0].Name != "invoice.paid" {
 		t.Error("Events exposed internal state")
 	}
-	aggregate.SetVersion(inv, 1)
+	aggstate.SetVersion(inv, 1)
 	inv.Record(InvoicePaid{})
 	if v := inv.Events()[2].AggregateVersion; v != 2 {
 		t.Errorf("event after save stamped v%d, want v2", v)
 	}
-	aggregate.MarkCommitted(inv)
+	aggstate.MarkCommitted(inv)
 	if inv.HasChanges() {
 		t.Error("MarkCommitted left events pending")
 	}
-	aggregate.Restore(inv, "invoice", "inv-2", 7)
+	aggstate.Restore(inv, "invoice", "inv-2", 7)
 	if inv.ID() != "inv-2" || inv.Version() != 7 || inv.IsNew() {
 		t.Errorf("Restore: %s v%d", inv.ID(), inv.Version())
 	}

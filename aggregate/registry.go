@@ -73,6 +73,15 @@ func (r *Registry) Names() []string {
 	return names
 }
 
+// Type returns the type registered for an event name, in the form it was
+// registered (struct or pointer), and whether the name is registered.
+func (r *Registry) Type(name string) (reflect.Type, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t, ok := r.types[name]
+	return t, ok
+}
+
 // Encode returns the JSON payload of e.
 func (r *Registry) Encode(e Event) ([]byte, error) {
 	return Encode(e)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/keel-go/keel/internal/aggstate"
 )
 
 // ErrEmptyID is returned when an aggregate or event is used without an id.
@@ -21,6 +23,9 @@ type Aggregate interface {
 	Type() string
 	// Version returns the version the aggregate was loaded (or last saved) at.
 	Version() int64
+	// HasChanges reports whether events were recorded since the aggregate
+	// was loaded or last committed.
+	HasChanges() bool
 
 	root() *Root
 }
@@ -105,26 +110,6 @@ func (r *Root) HasChanges() bool { return len(r.pending) > 0 }
 
 func (r *Root) root() *Root { return r }
 
-// Restore sets the identity and version of a loaded aggregate and clears its
-// pending events. Repositories call it; application code rarely needs to.
-func Restore(a Aggregate, typ, id string, version int64) {
-	r := a.root()
-	r.typ, r.id, r.version = typ, id, version
-	r.pending = nil
-}
-
-// Pending returns the recorded events that are not yet committed, without
-// copying them. The caller must not modify the slice.
-func Pending(a Aggregate) []Envelope { return a.root().pending }
-
-// SetVersion records that a save moved the aggregate to version v. Events
-// recorded afterwards are stamped with v+1. Repositories call it.
-func SetVersion(a Aggregate, v int64) { a.root().version = v }
-
-// MarkCommitted clears the pending events. The unit of work calls it after
-// the transaction that wrote them to the outbox has committed.
-func MarkCommitted(a Aggregate) { a.root().pending = nil }
-
 // SetClock replaces the clock used to stamp OccurredAt, for tests.
 func SetClock(a Aggregate, now func() time.Time) { a.root().now = now }
 
@@ -144,4 +129,27 @@ func Validate(a Aggregate) error {
 		return fmt.Errorf("%w (type %q): call Init(type, id) with a non-empty id", ErrEmptyID, r.typ)
 	}
 	return nil
+}
+
+// The unit of work and the repositories reach an aggregate's bookkeeping
+// through package aggstate, which applications cannot import: an
+// application never sets a version, restores an aggregate or edits its
+// pending events by accident.
+func init() {
+	aggstate.Restore = func(a any, typ, id string, version int64) {
+		r := a.(Aggregate).root()
+		r.typ, r.id, r.version = typ, id, version
+		r.pending = nil
+	}
+	aggstate.SetVersion = func(a any, v int64) { a.(Aggregate).root().version = v }
+	aggstate.Pending = func(a any) any { return a.(Aggregate).root().pending }
+	aggstate.Stamp = func(a any, from int, md any) int {
+		pending := a.(Aggregate).root().pending
+		m := md.(Metadata)
+		for i := from; i < len(pending); i++ {
+			pending[i].ApplyMetadata(m)
+		}
+		return len(pending)
+	}
+	aggstate.MarkCommitted = func(a any) { a.(Aggregate).root().pending = nil }
 }

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/keel-go/keel/internal/dialect"
 	"github.com/keel-go/keel/outbox"
 )
 
@@ -27,8 +28,8 @@ type BusConfig struct {
 // after another; different keys are delivered in parallel, up to
 // Concurrency at once. When a message fails, the later messages of its key
 // in the batch are not delivered at all. Publish then returns an
-// *outbox.BatchError whose entry for each of them wraps ErrHeldBack, and
-// the relay sends them again after the failed one.
+// *outbox.BatchError whose entry for each of them wraps outbox.ErrHeldBack,
+// and the relay sends them again after the failed one.
 //
 // A relay bounds each Publish by its PublishTimeout, and messages not
 // delivered when that ends are reported failed, using up one of their
@@ -45,11 +46,11 @@ type Bus struct {
 // NewBus returns a Bus delivering to router.
 func NewBus(router *Router, cfg BusConfig) (*Bus, error) {
 	if router == nil {
-		return nil, fmt.Errorf("%w: nil *Router; pass the router from NewRouter", ErrInvalidConfig)
+		return nil, dialect.Invalid("dispatch.NewBus: nil *Router; pass the router from NewRouter")
 	}
 	switch {
 	case cfg.Concurrency < 0:
-		return nil, fmt.Errorf("%w: BusConfig.Concurrency is %d; use a positive number, or 0 for GOMAXPROCS", ErrInvalidConfig, cfg.Concurrency)
+		return nil, dialect.Invalid("BusConfig.Concurrency is %d; use a positive number, or 0 for GOMAXPROCS", cfg.Concurrency)
 	case cfg.Concurrency == 0:
 		cfg.Concurrency = runtime.GOMAXPROCS(0)
 	}
@@ -59,9 +60,9 @@ func NewBus(router *Router, cfg BusConfig) (*Bus, error) {
 // Publish delivers batch through the router's Deliver. It returns nil when
 // every message was delivered, and otherwise an *outbox.BatchError with one
 // entry per message: nil for a delivered one, the cause for one that was
-// not (the router's error, ErrHeldBack, or ctx's error for messages not
-// started before ctx was done). It returns when every started delivery has
-// finished.
+// not (the router's error, outbox.ErrHeldBack, or outbox.ErrNotAttempted
+// for messages not started before ctx was done). It returns when every
+// started delivery has finished.
 func (b *Bus) Publish(ctx context.Context, batch []outbox.Message) error {
 	keys := groupByKey(batch)
 	errs := make([]error, len(batch))
@@ -94,25 +95,25 @@ func (b *Bus) Publish(ctx context.Context, batch []outbox.Message) error {
 	return nil
 }
 
-// deliverKey delivers the messages at idx, all of one key, in order, and
-// stops at the first failure. Each call writes only its own entries of errs.
+// deliverKey delivers the messages at idx, all of one key, in order,
+// holding back the rest once one fails. Each call writes only its own
+// entries of errs.
 func (b *Bus) deliverKey(ctx context.Context, batch []outbox.Message, idx []int, errs []error) {
-	for j, i := range idx {
-		err := ctx.Err()
-		if err == nil {
-			err = b.router.Deliver(ctx, batch[i])
-		} else {
-			err = fmt.Errorf("keel: bus stopped before delivering %s: %w", batch[i].ID, errors.Join(outbox.ErrNotAttempted, err))
-		}
-		if err == nil {
-			continue
-		}
-		errs[i] = err
+	var hold outbox.HoldBack
+	for _, i := range idx {
 		m := &batch[i]
-		for _, k := range idx[j+1:] {
-			errs[k] = fmt.Errorf("%w: message %s of key %q failed before it", ErrHeldBack, m.ID, m.PartitionKey())
+		err := hold.Check(m)
+		switch {
+		case err != nil:
+		case ctx.Err() != nil:
+			err = fmt.Errorf("keel: bus stopped before delivering %s: %w", m.ID, errors.Join(outbox.ErrNotAttempted, ctx.Err()))
+		default:
+			err = b.router.Deliver(ctx, *m)
 		}
-		return
+		if err != nil {
+			errs[i] = err
+			hold.Fail(m)
+		}
 	}
 }
 

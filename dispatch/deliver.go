@@ -53,6 +53,9 @@ func (r *Router) Deliver(ctx context.Context, m outbox.Message) error {
 	if m.ID == "" {
 		return fmt.Errorf("keel: dispatch %s: %w: the message has no id to deduplicate on (%w)", m.Name, outbox.ErrInvalidMessage, outbox.ErrPermanent)
 	}
+	if err := dialect.CheckText("message id", m.ID, dialect.MaxIDBytes); err != nil {
+		return fmt.Errorf("keel: dispatch %s: %w: %v; the inbox cannot record it (%w)", m.Name, outbox.ErrInvalidMessage, err, outbox.ErrPermanent)
+	}
 	// Decode once up front so that a bad message fails before any handler
 	// runs; each handler then gets a fresh copy (see decode).
 	first, err := r.decode(&m)
@@ -67,7 +70,7 @@ func (r *Router) Deliver(ctx context.Context, m outbox.Message) error {
 	ctx = aggregate.WithMetadata(ctx, aggregate.Metadata{CorrelationID: corr, CausationID: m.ID, Headers: m.Headers})
 	ctx = context.WithValue(ctx, messageKey{}, &m)
 
-	var failed []*HandlerError
+	var failed []*uow.HandlerError
 	for i, h := range hs {
 		ev := first
 		if i > 0 {
@@ -76,7 +79,7 @@ func (r *Router) Deliver(ctx context.Context, m outbox.Message) error {
 			}
 		}
 		if err := r.run(ctx, h, &m, ev); err != nil {
-			failed = append(failed, &HandlerError{Handler: h.name, Event: m.Name, MessageID: m.ID, Err: err})
+			failed = append(failed, &uow.HandlerError{Handler: h.name, Event: m.Name, MessageID: m.ID, Err: err})
 		}
 	}
 	if failed != nil {
@@ -114,12 +117,15 @@ func (r *Router) run(ctx context.Context, h *handler, m *outbox.Message, ev aggr
 	var duplicate bool
 	err = r.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
 		res, err := tx.ExecContext(ctx, r.insertInbox, h.name, m.ID, r.d.Time(time.Now()))
-		if err != nil {
-			return fmt.Errorf("keel: dispatch: record %s in the inbox: %w", m.ID, dialect.MissingTable(err, r.inbox))
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("keel: dispatch: record %s in the inbox: %w", m.ID, err)
+		var n int64
+		switch {
+		case err != nil && r.d.Classify(err) == dialect.KeyConflict:
+		case err != nil:
+			return fmt.Errorf("keel: dispatch: record %s in the inbox: %w", m.ID, dialect.WrapMissing(r.d, err, r.inbox))
+		default:
+			if n, err = res.RowsAffected(); err != nil {
+				return fmt.Errorf("keel: dispatch: record %s in the inbox: %w", m.ID, err)
+			}
 		}
 		// Do may run this function more than once; only the last run counts.
 		duplicate = n == 0

@@ -1,49 +1,11 @@
 package dispatch
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/uow"
 )
-
-// ErrNotMigrated is returned when the inbox table is missing; run
-// outbox.Migrate. It is the same value as uow.ErrNotMigrated and
-// outbox.ErrNotMigrated.
-var ErrNotMigrated = dialect.ErrNotMigrated
-
-// ErrInvalidConfig is wrapped by NewRouter and NewBus for an argument or
-// configuration field they cannot use; the message names it and the fix.
-var ErrInvalidConfig = errors.New("keel: invalid dispatch configuration")
-
-// ErrHeldBack is wrapped by the error a Bus reports for a message it did not
-// deliver because an earlier message of the same partition key in the batch
-// failed. Delivering it would have broken the key's order; the relay sends
-// it again after the failed message.
-var ErrHeldBack = errors.New("keel: message held back behind a failed message of its key")
-
-// HandlerError is the failure of one asynchronous handler for one message.
-// Its transaction rolled back, so neither its effects nor its inbox row were
-// kept, and it runs again when the message is redelivered.
-type HandlerError struct {
-	// Handler is the name the handler was registered with.
-	Handler string
-	// Event is the message's name.
-	Event string
-	// MessageID is the message's id.
-	MessageID string
-	// Err is what the handler (or its unit of work) returned.
-	Err error
-}
-
-// Error describes the failure.
-func (e *HandlerError) Error() string {
-	return fmt.Sprintf("keel: handler %q failed on %s (%s): %v", e.Handler, e.Event, e.MessageID, e.Err)
-}
-
-// Unwrap returns the handler's error.
-func (e *HandlerError) Unwrap() error { return e.Err }
 
 // DeliveryError reports the handlers that failed on a message that Deliver
 // passed to several. Handlers not listed took effect, now or on an earlier
@@ -54,7 +16,7 @@ type DeliveryError struct {
 	// Event is the message's name.
 	Event string
 	// Failed lists the failed handlers in registration order.
-	Failed []*HandlerError
+	Failed []*uow.HandlerError
 }
 
 // Error names every failed handler with its error.

@@ -22,23 +22,23 @@ const DefaultPruneBatch = 1000
 // the dedupe window and must exceed the longest time a message can take to
 // be redelivered: the relay's MaxRetryBackoff over its attempts, how long a
 // message may stay parked before someone requeues it, a Kafka consumer's
-// rewind. Days, not minutes. The table is shared by every router with the
-// same table prefix, whatever its handlers, so pass the longest window any
-// of them needs.
+// rewind. Days, not minutes. The table is shared by every router of the
+// same store, whatever its handlers, so pass the longest window any of them
+// needs.
 func (r *Router) PruneInbox(ctx context.Context, olderThan time.Duration, batch int) (int64, error) {
 	if olderThan <= 0 {
-		return 0, fmt.Errorf("%w: PruneInbox olderThan is %v; pass the dedupe window, longer than any redelivery can take", ErrInvalidConfig, olderThan)
+		return 0, dialect.Invalid("PruneInbox olderThan is %v; pass the dedupe window, longer than any redelivery can take", olderThan)
 	}
 	switch {
 	case batch < 0:
-		return 0, fmt.Errorf("%w: PruneInbox batch is %d; pass a positive number, or 0 for %d", ErrInvalidConfig, batch, DefaultPruneBatch)
+		return 0, dialect.Invalid("PruneInbox batch is %d; pass a positive number, or 0 for %d", batch, DefaultPruneBatch)
 	case batch == 0:
 		batch = DefaultPruneBatch
 	}
 	cutoff := r.d.Time(time.Now().Add(-olderThan))
-	n, err := dialect.DeleteInBatches(ctx, r.runner.DB(), r.pruneInbox, cutoff, batch)
+	n, err := dialect.DeleteInBatches(ctx, r.runner.Store().DB(), r.pruneInbox, cutoff, batch)
 	if err != nil {
-		err = fmt.Errorf("keel: prune inbox: %w", dialect.MissingTable(err, r.inbox))
+		err = fmt.Errorf("keel: prune inbox: %w", dialect.WrapMissing(r.d, err, r.inbox))
 	}
 	return n, err
 }

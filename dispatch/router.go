@@ -11,6 +11,7 @@ import (
 
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/uow"
 )
 
@@ -22,16 +23,16 @@ type RouterConfig struct {
 	// only the context passed to Deliver bounds it.
 	HandlerTimeout time.Duration
 	// Logger receives handler panics at Error level and skipped duplicates
-	// at Debug level. If nil, slog.Default() is used.
+	// at Debug level. If nil, the runner's logger is used.
 	Logger *slog.Logger
 }
 
-func (c RouterConfig) withDefaults() (RouterConfig, error) {
+func (c RouterConfig) withDefaults(log *slog.Logger) (RouterConfig, error) {
 	if c.HandlerTimeout < 0 {
-		return c, fmt.Errorf("%w: RouterConfig.HandlerTimeout is %v; use a positive duration, or 0 for no limit beyond the caller's context", ErrInvalidConfig, c.HandlerTimeout)
+		return c, dialect.Invalid("RouterConfig.HandlerTimeout is %v; use a positive duration, or 0 for no limit beyond the caller's context", c.HandlerTimeout)
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = log
 	}
 	return c, nil
 }
@@ -48,7 +49,7 @@ type Router struct {
 	runner *uow.Runner
 	reg    *aggregate.Registry
 	cfg    RouterConfig
-	d      *dialect.Dialect
+	d      dialect.Dialect
 	inbox  string // inbox table name
 
 	insertInbox string
@@ -67,40 +68,35 @@ type handler struct {
 }
 
 // NewRouter returns a Router that runs handlers through runner's units of
-// work, so their transactions, retries and outbox writes are runner's, and
-// decodes message payloads with reg. The inbox is the one in the table
-// prefix runner was configured with. NewRouter does not touch the database;
-// a missing inbox table is reported by the first delivery, as an error
-// wrapping ErrNotMigrated.
+// work, so their transactions, retries, in-transaction handlers and outbox
+// writes are runner's, and decodes message payloads with reg. The inbox is
+// the one of runner's store. NewRouter does not touch the database; a
+// missing inbox table is reported by the first delivery, as an error
+// wrapping store.ErrNotMigrated.
 func NewRouter(runner *uow.Runner, reg *aggregate.Registry, cfg RouterConfig) (*Router, error) {
 	if runner == nil {
-		return nil, fmt.Errorf("%w: nil *uow.Runner; pass the runner from uow.New", ErrInvalidConfig)
+		return nil, dialect.Invalid("dispatch.NewRouter: nil *uow.Runner; pass the runner from uow.New")
 	}
 	if reg == nil {
-		return nil, fmt.Errorf("%w: nil *aggregate.Registry; pass the registry your event types are registered in", ErrInvalidConfig)
+		return nil, dialect.Invalid("dispatch.NewRouter: nil *aggregate.Registry; pass the registry your event types are registered in, or aggregate.NewRegistry()")
 	}
-	cfg, err := cfg.withDefaults()
+	cfg, err := cfg.withDefaults(runner.Logger())
 	if err != nil {
 		return nil, err
 	}
-	ob := runner.Outbox()
-	d, err := dialect.ByName(ob.Dialect())
-	if err != nil {
-		return nil, err
-	}
-	inbox := runner.TablePrefix() + "inbox"
+	st := runner.Store()
+	d := st.Dialect()
+	inbox := st.Table("inbox")
 	return &Router{
-		runner:   runner,
-		reg:      reg,
-		cfg:      cfg,
-		d:        d,
-		inbox:    inbox,
-		handlers: map[string][]*handler{},
-		names:    map[string]string{},
-		insertInbox: d.Rebind("INSERT INTO " + inbox + " (handler, message_id, processed_at) VALUES (?, ?, ?)" +
-			" ON CONFLICT (handler, message_id) DO NOTHING"),
-		pruneInbox: d.Rebind("DELETE FROM " + inbox + " WHERE (handler, message_id) IN" +
-			" (SELECT handler, message_id FROM " + inbox + " WHERE processed_at < ? LIMIT ?)"),
+		runner:      runner,
+		reg:         reg,
+		cfg:         cfg,
+		d:           d,
+		inbox:       inbox,
+		handlers:    map[string][]*handler{},
+		names:       map[string]string{},
+		insertInbox: d.Rebind(d.InsertIfAbsent(inbox, []string{"handler", "message_id", "processed_at"}, []string{"handler", "message_id"})),
+		pruneInbox:  dialect.Render(d, d.SQL(), st.TablePrefix()).InboxPrune,
 	}, nil
 }
 
@@ -116,11 +112,15 @@ func NewRouter(runner *uow.Runner, reg *aggregate.Registry, cfg RouterConfig) (*
 // within the router, and stable across releases: renaming a handler makes
 // it run again for messages redelivered within the dedupe window.
 //
+// The router's Registry decodes messages for fn: if E's event name is not
+// registered yet, Handle registers E; if it is registered in the other
+// form (a struct where fn takes a pointer, or the reverse), Handle panics,
+// since every message would fail to reach fn.
+//
 // Like http.HandleFunc, Handle panics on a mistake that can only be a
-// programming error found at start-up: a nil router or function, an empty
-// or duplicate name, or an E without a fixed event name. E must be
-// registered in the router's Registry in the same form (value or pointer),
-// or its messages fail permanently when delivered.
+// programming error found at start-up: a nil router or function, an empty,
+// overlong or duplicate name, an E without a fixed event name, or an E the
+// Registry decodes as another type.
 func Handle[E aggregate.Event](r *Router, name string, fn func(ctx context.Context, tx *uow.Tx, e E) error) {
 	if r == nil {
 		panic("keel: dispatch.Handle: nil *Router")
@@ -131,7 +131,19 @@ func Handle[E aggregate.Event](r *Router, name string, fn func(ctx context.Conte
 	if strings.TrimSpace(name) == "" {
 		panic("keel: dispatch.Handle: empty handler name; names key the inbox, so give each handler a stable one such as \"billing.send-receipt\"")
 	}
+	if err := dialect.CheckText("dispatch.Handle: handler name", name, dialect.MaxIDBytes); err != nil {
+		panic(fmt.Sprintf("keel: %v", err))
+	}
 	event := eventName[E](name)
+	want := reflect.TypeFor[E]()
+	if got, ok := r.reg.Type(event); !ok {
+		var zero E
+		if err := r.reg.Register(zero); err != nil {
+			panic(fmt.Sprintf("keel: dispatch.Handle: handler %q: %v", name, err))
+		}
+	} else if got != want {
+		panic(fmt.Sprintf("keel: dispatch.Handle: handler %q takes %s but the router's Registry decodes %q as %s; register the event in the form the handler takes, or change the handler to take %s", name, want, event, got, got))
+	}
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -145,8 +157,9 @@ func Handle[E aggregate.Event](r *Router, name string, fn func(ctx context.Conte
 		fn: func(ctx context.Context, tx *uow.Tx, ev aggregate.Event) error {
 			e, ok := ev.(E)
 			if !ok {
-				var want E
-				return fmt.Errorf("keel: handler %q takes %T but the registry decodes %q as %T; register the event in the form the handler takes (value or pointer)", name, want, event, ev)
+				// Handle checked the Registry; only a later Register of the
+				// name in the other form can get here, and no retry helps.
+				return fmt.Errorf("keel: handler %q takes %s but the registry decoded %q as %T (%w)", name, want, event, ev, outbox.ErrPermanent)
 			}
 			return fn(ctx, tx, e)
 		},

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -21,26 +22,23 @@ type Stats struct {
 	// OldestPending is the age of the oldest pending row, measured from its
 	// enqueue; zero when nothing is pending. Alert on it.
 	OldestPending time.Duration
-	// Partitions is how many partitions this relay holds a lease on now.
-	Partitions int
 }
 
-// Stats counts pending and parked rows across all partitions.
-func (r *Relay) Stats(ctx context.Context) (Stats, error) {
+// Stats counts pending, retrying and parked rows across all partitions.
+func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 	var (
 		s      Stats
 		oldest dialect.Timestamp
 	)
-	if err := r.db.QueryRowContext(ctx, r.q.statsPending).Scan(&s.Pending, &s.Retrying, &oldest); err != nil {
-		return Stats{}, r.wrap("stats", err, r.ob)
+	if err := o.db.QueryRowContext(ctx, o.q.StatsPending).Scan(&s.Pending, &s.Retrying, &oldest); err != nil {
+		return Stats{}, o.wrap("stats", err, o.table)
 	}
-	if err := r.db.QueryRowContext(ctx, r.q.statsParked).Scan(&s.Parked); err != nil {
-		return Stats{}, r.wrap("stats", err, r.ob)
+	if err := o.db.QueryRowContext(ctx, o.q.StatsParked).Scan(&s.Parked); err != nil {
+		return Stats{}, o.wrap("stats", err, o.table)
 	}
 	if !oldest.IsZero() {
 		s.OldestPending = max(time.Since(oldest.Time), 0)
 	}
-	s.Partitions = r.partitionCount()
 	return s, nil
 }
 
@@ -67,18 +65,18 @@ type ParkedQuery struct {
 
 // Parked lists parked rows in outbox order, with their last error and
 // attempt count (Message.Attempts).
-func (r *Relay) Parked(ctx context.Context, q ParkedQuery) ([]ParkedMessage, error) {
+func (o *Outbox) Parked(ctx context.Context, q ParkedQuery) ([]ParkedMessage, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 100
 	}
-	query, args := r.q.parked, []any{q.AfterSeq, limit}
+	query, args := o.q.Parked, []any{q.AfterSeq, limit}
 	if q.Key != "" {
-		query, args = r.q.parkedByKey, []any{q.AfterSeq, PartitionOf(q.Key), q.Key, limit}
+		query, args = o.q.ParkedByKey, []any{q.AfterSeq, PartitionOf(q.Key), q.Key, limit}
 	}
-	rows, err := r.db.QueryContext(ctx, query, args...)
+	rows, err := o.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, r.wrap("list parked", err, r.ob)
+		return nil, o.wrap("list parked", err, o.table)
 	}
 	defer rows.Close()
 	var out []ParkedMessage
@@ -88,66 +86,112 @@ func (r *Relay) Parked(ctx context.Context, q ParkedQuery) ([]ParkedMessage, err
 			lastErr  *string
 			parkedAt dialect.Timestamp
 		)
-		m, _, err := r.scanMessage(rows, &lastErr, &parkedAt)
-		if err != nil {
-			return nil, r.wrap("list parked", err, r.ob)
+		if p.Message, err = o.scanMessage(rows, &lastErr, &parkedAt); err != nil {
+			return nil, o.wrap("list parked", err, o.table)
 		}
-		p.Message, p.ParkedAt = m, parkedAt.Time
+		p.ParkedAt = parkedAt.Time
 		if lastErr != nil {
 			p.LastError = *lastErr
 		}
 		out = append(out, p)
 	}
-	return out, r.wrap("list parked", rows.Err(), r.ob)
+	return out, o.wrap("list parked", rows.Err(), o.table)
 }
 
 // Requeue makes the parked message with the given id pending again, with a
-// fresh set of attempts, and wakes the relay. Under ParkKey the key's held
+// fresh set of attempts, and wakes the relays. Under ParkKey the key's held
 // messages follow it. It returns an error wrapping ErrNotParked when no
 // parked message has that id.
-func (r *Relay) Requeue(ctx context.Context, id string) error {
-	res, err := r.db.ExecContext(ctx, r.q.requeue, id)
+func (o *Outbox) Requeue(ctx context.Context, id string) error {
+	res, err := o.db.ExecContext(ctx, o.q.Requeue, id)
 	if err != nil {
-		return r.wrap("requeue", err, r.ob)
+		return o.wrap("requeue", err, o.table)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return r.wrap("requeue", err, r.ob)
+		return o.wrap("requeue", err, o.table)
 	} else if n == 0 {
-		return fmt.Errorf("%w: id %q", ErrNotParked, id)
+		return fmt.Errorf("%w: id %s", ErrNotParked, dialect.Quote(id))
 	}
-	r.log.Info("keel: outbox message requeued", "id", id)
-	r.Notify()
+	o.log.InfoContext(ctx, "keel: outbox message requeued", "id", id)
+	o.wake(ctx)
 	return nil
 }
 
 // RequeueKey makes every parked message of a partition key pending again,
-// with a fresh set of attempts, wakes the relay, and returns how many it
+// with a fresh set of attempts, wakes the relays, and returns how many it
 // requeued.
-func (r *Relay) RequeueKey(ctx context.Context, key string) (int64, error) {
-	res, err := r.db.ExecContext(ctx, r.q.requeueKey, PartitionOf(key), key)
+func (o *Outbox) RequeueKey(ctx context.Context, key string) (int64, error) {
+	res, err := o.db.ExecContext(ctx, o.q.RequeueKey, PartitionOf(key), key)
 	if err != nil {
-		return 0, r.wrap("requeue key", err, r.ob)
+		return 0, o.wrap("requeue key", err, o.table)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, r.wrap("requeue key", err, r.ob)
+		return 0, o.wrap("requeue key", err, o.table)
 	}
 	if n > 0 {
-		r.log.Info("keel: outbox key requeued", "key", key, "messages", n)
-		r.Notify()
+		o.log.InfoContext(ctx, "keel: outbox key requeued", "key", key, "messages", n)
+		o.wake(ctx)
 	}
 	return n, nil
 }
 
-// Cleanup deletes delivered rows older than Retention (every delivered row
-// when Retention is zero), CleanupBatch rows per statement, and returns how
-// many it deleted. A running relay calls it every CleanupInterval when
-// Retention > 0; several relays may run it at once.
-func (r *Relay) Cleanup(ctx context.Context) (int64, error) {
-	cutoff := r.d.Time(time.Now().Add(-r.cfg.Retention))
-	n, err := dialect.DeleteInBatches(ctx, r.db, r.q.cleanup, cutoff, r.cfg.CleanupBatch)
-	if err != nil {
-		err = r.wrap("cleanup", err, r.ob)
+// wake wakes this process's relays, and, where the dialect can, relays in
+// other processes: a requeue usually comes from an operator's tool, not
+// from the process that runs the relays.
+func (o *Outbox) wake(ctx context.Context) {
+	o.st.Notify()
+	if o.notifier == nil {
+		return
 	}
-	return n, err
+	if _, err := o.db.ExecContext(ctx, o.d.Rebind(o.notifier.Notify()), o.channel); err != nil {
+		o.log.WarnContext(ctx, "keel: could not notify other processes' relays; they find the rows by polling", "err", err)
+	}
+}
+
+// DefaultCleanupBatch is the batch size Cleanup uses when given 0.
+const DefaultCleanupBatch = 1000
+
+// Cleanup deletes delivered rows kept for retention (see
+// RelayConfig.Retention) that were delivered more than olderThan ago, at
+// most batch rows per statement (DefaultCleanupBatch if batch is 0), and
+// returns how many it deleted. A running relay with Retention set calls it
+// every CleanupInterval; several processes may run it at once.
+func (o *Outbox) Cleanup(ctx context.Context, olderThan time.Duration, batch int) (int64, error) {
+	if olderThan < 0 {
+		return 0, dialect.Invalid("Cleanup: olderThan is %v; pass how long delivered rows are kept, or 0 for all of them", olderThan)
+	}
+	switch {
+	case batch < 0:
+		return 0, dialect.Invalid("Cleanup: batch is %d; pass a positive size, or 0 for %d", batch, DefaultCleanupBatch)
+	case batch == 0:
+		batch = DefaultCleanupBatch
+	}
+	n, err := dialect.DeleteInBatches(ctx, o.db, o.q.Cleanup, o.d.Time(time.Now().Add(-olderThan)), batch)
+	return n, o.wrap("cleanup", err, o.table)
+}
+
+// scanMessage scans dialect.MessageColumns, then extra.
+func (o *Outbox) scanMessage(rows *sql.Rows, extra ...any) (Message, error) {
+	var (
+		m          Message
+		headers    string
+		occurred   dialect.Timestamp
+		enqueuedAt dialect.Timestamp
+	)
+	dest := append([]any{&m.Seq, &m.ID, &m.Topic, &m.Key, &m.Name, &m.AggregateType, &m.AggregateID,
+		&m.AggregateVersion, &m.Payload, &headers, &m.CorrelationID, &m.CausationID, &occurred, &enqueuedAt, &m.Attempts}, extra...)
+	if err := rows.Scan(dest...); err != nil {
+		return m, err
+	}
+	if m.Payload == nil {
+		m.Payload = []byte{}
+	}
+	m.OccurredAt, m.EnqueuedAt = occurred.Time, enqueuedAt.Time
+	h, err := DecodeHeaders(headers)
+	if err != nil {
+		o.log.Warn("keel: outbox row has corrupt headers; delivering without them", "id", m.ID, "err", err)
+	}
+	m.Headers = h
+	return m, nil
 }

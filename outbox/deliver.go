@@ -2,12 +2,11 @@ package outbox
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"math/rand/v2"
 	"strings"
 	"time"
 
+	"github.com/keel-go/keel/internal/backoff"
 	"github.com/keel-go/keel/internal/dialect"
 )
 
@@ -24,22 +23,10 @@ const settleTimeout = 10 * time.Second
 // deliverBatch claims up to BatchSize deliverable rows of the leased
 // partitions, publishes them and records the outcome: delivered rows are
 // deleted (or marked delivered when Retention > 0), failed ones get a retry
-// time or are parked. Three statements at most, whatever the batch size.
+// time or are parked. Three statements in all, whatever the batch size.
 func (r *Relay) deliverBatch(ctx context.Context) (batchResult, error) {
-	r.mu.Lock()
-	claimable := r.owned &^ r.releasing
-	deadline := r.deadline
-	r.inflight = claimable
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		r.inflight = 0
-		pending := r.releasing != 0
-		r.mu.Unlock()
-		if pending {
-			r.kickLeases()
-		}
-	}()
+	claimable, deadline := r.leases.begin()
+	defer r.leases.end()
 	if claimable == 0 {
 		return batchResult{}, nil
 	}
@@ -49,11 +36,11 @@ func (r *Relay) deliverBatch(ctx context.Context) (batchResult, error) {
 		// wait for a renewal instead.
 		return batchResult{}, nil
 	}
-	msgs, err := r.claim(ctx, claimable, start)
+	msgs, err := r.claimRows(ctx, claimable, start)
 	if err != nil || len(msgs) == 0 {
 		return batchResult{}, err
 	}
-	if time.Until(r.leaseDeadline()) <= r.cfg.PublishTimeout {
+	if time.Until(r.leases.expiry()) <= r.cfg.PublishTimeout {
 		r.log.Warn("keel: relay lease close to expiry; batch left for after renewal", "claimed", len(msgs))
 		return batchResult{}, nil
 	}
@@ -69,7 +56,10 @@ func (r *Relay) deliverBatch(ctx context.Context) (batchResult, error) {
 		fails, rep.Failed, rep.Parked = nil, 0, 0
 	}
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-	err = r.settle(wctx, done, fails, now)
+	err = r.settleDone(wctx, done, now)
+	if err == nil {
+		rep.Unrecorded = r.settleFailed(wctx, msgs, fails, now)
+	}
 	wcancel()
 	if err != nil {
 		return batchResult{Claimed: len(msgs)}, err
@@ -93,98 +83,72 @@ func (r *Relay) deliverBatch(ctx context.Context) (batchResult, error) {
 	return batchResult{Claimed: len(msgs), Delivered: len(done)}, nil
 }
 
-// claim reads the oldest deliverable rows of the partitions in set:
-// pending, due, and not behind a failed or parked row of the same key.
-func (r *Relay) claim(ctx context.Context, set uint64, now time.Time) ([]Message, error) {
-	n := r.cfg.BatchSize
-	rows, err := r.db.QueryContext(ctx, r.q.claim, r.q.ints(partitionList(set)), r.d.Time(now), n)
+// claimRows reads the oldest deliverable rows of the partitions in set:
+// pending, due, not behind a failed or parked row of the same key, and not
+// of a key held in memory after its failure could not be recorded.
+func (r *Relay) claimRows(ctx context.Context, set uint64, now time.Time) ([]Message, error) {
+	d, n := r.ob.d, r.cfg.BatchSize
+	query, args := r.claim, []any{d.Int64s(partitionList(set)), d.Time(now), n}
+	if keys := r.stuckKeys(now); len(keys) > 0 {
+		query, args = r.claimExcept, []any{args[0], args[1], d.Strings(keys), n}
+	}
+	rows, err := r.ob.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, r.wrap("claim", err, r.ob)
+		return nil, r.ob.wrap("claim", err, r.ob.table)
 	}
 	defer rows.Close()
 	msgs := make([]Message, 0, min(n, 256))
 	for rows.Next() {
-		m, _, err := r.scanMessage(rows)
+		m, err := r.ob.scanMessage(rows)
 		if err != nil {
-			return nil, r.wrap("claim", err, r.ob)
+			return nil, r.ob.wrap("claim", err, r.ob.table)
 		}
 		msgs = append(msgs, m)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, r.wrap("claim", err, r.ob)
+		return nil, r.ob.wrap("claim", err, r.ob.table)
 	}
 	return msgs, nil
 }
 
-// scanMessage scans messageColumns, then extra.
-func (r *Relay) scanMessage(rows *sql.Rows, extra ...any) (Message, int, error) {
-	var (
-		m          Message
-		part       int
-		headers    string
-		occurred   dialect.Timestamp
-		enqueuedAt dialect.Timestamp
-	)
-	dest := append([]any{&m.Seq, &m.ID, &m.Topic, &m.Key, &part, &m.Name, &m.AggregateType, &m.AggregateID,
-		&m.AggregateVersion, &m.Payload, &headers, &m.CorrelationID, &m.CausationID, &occurred, &enqueuedAt, &m.Attempts}, extra...)
-	if err := rows.Scan(dest...); err != nil {
-		return m, 0, err
-	}
-	if m.Payload == nil {
-		m.Payload = []byte{}
-	}
-	m.OccurredAt, m.EnqueuedAt = occurred.Time, enqueuedAt.Time
-	h, err := DecodeHeaders(headers)
-	if err != nil {
-		r.log.Warn("keel: outbox row has corrupt headers; delivering without them", "id", m.ID, "err", err)
-	}
-	m.Headers = h
-	return m, part, nil
-}
-
 // outcome sorts a published batch into rows to mark done and failures to
 // record. Once a message of a key fails, the key's later messages in the
-// batch are held: left pending and untouched, even if the publisher reported
-// them delivered, so the key's order survives the retry.
-func (r *Relay) outcome(msgs []Message, perr error, now time.Time) (done []int64, fails []failure, rep BatchReport) {
+// batch are held (HoldBack): left pending and untouched, even if the
+// publisher reported them delivered, so the key's order survives the retry.
+func (r *Relay) outcome(msgs []Message, perr error, now time.Time) (done []int64, fails []dialect.Failure, rep BatchReport) {
 	var be *BatchError
 	if perr != nil && (!errors.As(perr, &be) || len(be.Errs) != len(msgs)) {
 		be = nil
 	}
 	done = make([]int64, 0, len(msgs))
-	var failedKeys map[string]struct{}
+	var hold HoldBack
 	for i := range msgs {
 		m := &msgs[i]
 		err := perr
 		if be != nil {
 			err = be.Errs[i]
 		}
-		if failedKeys != nil {
-			if _, held := failedKeys[m.Key]; held {
-				rep.Held++
-				continue
-			}
+		if hold.Check(m) != nil {
+			rep.Held++
+			continue
 		}
 		if err == nil {
 			done = append(done, m.Seq)
 			continue
 		}
-		if failedKeys == nil {
-			failedKeys = map[string]struct{}{}
-		}
-		failedKeys[m.Key] = struct{}{}
+		hold.Fail(m)
 		if errors.Is(err, ErrNotAttempted) {
 			rep.Held++
 			continue
 		}
 		attempt := m.Attempts + 1
-		f := failure{seq: m.Seq, err: errorText(err)}
+		f := dialect.Failure{Seq: m.Seq, Err: errorText(err)}
 		if errors.Is(err, ErrPermanent) || attempt >= r.cfg.MaxAttempts {
-			f.state, f.nextAt = statePark, now // next_attempt_at of a parked row records when it was parked
+			f.State, f.NextAt = statePark, now // next_attempt_at of a parked row records when it was parked
 			rep.Parked++
 			r.log.Error("keel: outbox message parked", "id", m.ID, "key", m.Key, "seq", m.Seq, "attempts", attempt, "err", err)
 		} else {
-			f.state, f.nextAt = statePending, now.Add(r.backoff(attempt))
+			f.State, f.NextAt = statePending, now.Add(r.retry().Delay(attempt))
 			rep.Failed++
 		}
 		fails = append(fails, f)
@@ -193,64 +157,95 @@ func (r *Relay) outcome(msgs []Message, perr error, now time.Time) (done []int64
 }
 
 // Row states, as stored in the state column; 1 is delivered (kept for
-// retention), set by the markDone statement.
+// retention), set by the MarkDone statement.
 const (
 	statePending = 0
 	statePark    = 2
 )
 
-// settle records a batch's outcome in one statement per kind, in one
-// transaction when there are both.
-func (r *Relay) settle(ctx context.Context, done []int64, fails []failure, now time.Time) error {
-	if len(done) == 0 && len(fails) == 0 {
-		return nil
-	}
-	var ex Execer = r.db
-	var tx *sql.Tx
-	if len(done) > 0 && len(fails) > 0 {
-		var err error
-		if tx, err = r.db.BeginTx(ctx, nil); err != nil {
-			return r.wrap("settle", err, r.ob)
-		}
-		defer func() { _ = tx.Rollback() }()
-		ex = tx
-	}
-	if len(done) > 0 {
-		var err error
-		if r.cfg.Retention > 0 {
-			_, err = ex.ExecContext(ctx, r.q.markDone, r.d.Time(now), r.q.ints(done))
-		} else {
-			_, err = ex.ExecContext(ctx, r.q.deleteDone, r.q.ints(done))
-		}
-		if err != nil {
-			return r.wrap("mark delivered", err, r.ob)
-		}
-	}
-	if len(fails) > 0 {
-		args, err := r.q.failArgs(fails)
-		if err != nil {
-			return r.wrap("record failures", err, r.ob)
-		}
-		if _, err := ex.ExecContext(ctx, r.q.fail, args...); err != nil {
-			return r.wrap("record failures", err, r.ob)
-		}
-	}
-	if tx != nil {
-		return r.wrap("settle", tx.Commit(), r.ob)
-	}
-	return nil
+// retry is the schedule of a failed message's next attempts.
+func (r *Relay) retry() backoff.Policy {
+	return backoff.Policy{Base: r.cfg.RetryBackoff, Max: r.cfg.MaxRetryBackoff}
 }
 
-// backoff returns the delay before attempt+1: RetryBackoff doubled per
-// earlier failure, capped at MaxRetryBackoff, with "equal jitter" (a random
-// point in the upper half) so that keys failing together spread out.
-func (r *Relay) backoff(attempt int) time.Duration {
-	d := r.cfg.RetryBackoff
-	for i := 1; i < attempt && d < r.cfg.MaxRetryBackoff; i++ {
-		d *= 2
+// settleDone deletes the delivered rows, or marks them delivered when they
+// are kept for retention, in one statement of its own: nothing that goes
+// wrong recording failures can undo it.
+func (r *Relay) settleDone(ctx context.Context, done []int64, now time.Time) error {
+	if len(done) == 0 {
+		return nil
 	}
-	d = min(d, r.cfg.MaxRetryBackoff)
-	return d/2 + rand.N(d/2+1)
+	d := r.ob.d
+	var err error
+	if r.cfg.Retention > 0 {
+		_, err = r.ob.db.ExecContext(ctx, r.ob.q.MarkDone, d.Time(now), d.Int64s(done))
+	} else {
+		_, err = r.ob.db.ExecContext(ctx, r.ob.q.DeleteDone, d.Int64s(done))
+	}
+	return r.ob.wrap("mark delivered", err, r.ob.table)
+}
+
+// settleFailed records failures in one statement. If that fails, it tries
+// them one by one, so that one row the database refuses cannot keep the
+// others from being recorded. A row it still cannot record is reported
+// loudly, and its key is left out of claims until its retry time: the
+// message is neither lost nor sent in a tight loop, and other keys flow.
+// It returns how many failures went unrecorded.
+func (r *Relay) settleFailed(ctx context.Context, msgs []Message, fails []dialect.Failure, now time.Time) int {
+	if len(fails) == 0 {
+		return 0
+	}
+	err := r.recordFailures(ctx, fails)
+	if err == nil {
+		return 0
+	}
+	r.log.Error("keel: relay could not record failed deliveries; recording them one by one", "failures", len(fails), "err", err)
+	bySeq := make(map[int64]*Message, len(msgs))
+	for i := range msgs {
+		bySeq[msgs[i].Seq] = &msgs[i]
+	}
+	unrecorded := 0
+	for _, f := range fails {
+		err := r.recordFailures(ctx, []dialect.Failure{f})
+		if err == nil {
+			continue
+		}
+		unrecorded++
+		m := bySeq[f.Seq]
+		until := f.NextAt
+		if f.State == statePark || !until.After(now) {
+			until = now.Add(r.retry().Delay(m.Attempts + 1))
+		}
+		r.stuck[m.PartitionKey()] = until
+		r.log.Error("keel: relay cannot record a failed delivery; its key is held in memory until its retry time",
+			"id", m.ID, "key", dialect.Quote(m.PartitionKey()), "seq", m.Seq, "until", until, "err", err)
+	}
+	return unrecorded
+}
+
+func (r *Relay) recordFailures(ctx context.Context, fails []dialect.Failure) error {
+	args, err := r.ob.d.Failures(fails)
+	if err == nil {
+		_, err = r.ob.db.ExecContext(ctx, r.ob.q.Fail, args...)
+	}
+	return r.ob.wrap("record failures", err, r.ob.table)
+}
+
+// stuckKeys returns the keys still held in memory, forgetting those whose
+// retry time has come.
+func (r *Relay) stuckKeys(now time.Time) []string {
+	if len(r.stuck) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(r.stuck))
+	for k, until := range r.stuck {
+		if !until.After(now) {
+			delete(r.stuck, k)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 // errorText is an error as stored in last_error: valid UTF-8 without NUL

@@ -2,133 +2,202 @@ package outbox
 
 import (
 	"context"
+	"log/slog"
 	"math/bits"
+	"sync"
 	"time"
+
+	"github.com/keel-go/keel/internal/dialect"
 )
 
-// Partition leases. Every relay heartbeats into the relays table, counts the
-// live relays and keeps ceil(Partitions/live) partitions: it renews the
-// leases it holds, takes free or expired ones up to its share, and hands
-// back its surplus when relays join. Surplus is handed back only between
-// batches, never while a batch of that partition is being published, so a
-// rebalance does not cause double delivery. Times are the relay's own clock,
-// passed as parameters, on both dialects.
+// leases holds one relay's partition leases. Every relay heartbeats into
+// the relays table, counts the live relays and keeps ceil(Partitions/live)
+// partitions: it renews the leases it holds, takes free or expired ones up
+// to its share, and hands back its surplus when relays join. Surplus is
+// handed back only between batches, never while a batch of that partition
+// is being published, so a rebalance does not cause double delivery. Times
+// are the relay's own clock, passed as parameters.
+type leases struct {
+	ob       *Outbox
+	id       string
+	pref     int // offset of the partitions this relay prefers
+	duration time.Duration
+	log      *slog.Logger
+	acquired func() // called when partitions were acquired
+	kick     chan struct{}
+
+	// mu guards the partition sets, which the delivery goroutine reads
+	// between batches while the lease goroutine changes them.
+	mu        sync.Mutex
+	owned     uint64    // partitions leased, one bit each
+	releasing uint64    // owned partitions being handed back; not claimed
+	inflight  uint64    // partitions of the batch being published
+	deadline  time.Time // when the leases expire unless renewed
+
+	// Owned by the goroutine calling tick.
+	lastLive  int       // relays counted at the last tick
+	changedAt time.Time // when that count last changed
+	short     bool      // below the fair share soon after a change
+}
 
 var epoch = time.Unix(0, 0).UTC()
 
-// leaseDeadline returns when the relay's leases expire unless renewed.
-func (r *Relay) leaseDeadline() time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.deadline
+// begin returns the partitions a batch may claim now and marks them in
+// flight, with the time the leases expire.
+func (l *leases) begin() (uint64, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight = l.owned &^ l.releasing
+	return l.inflight, l.deadline
 }
 
-// partitionCount returns how many partitions the relay holds a lease on now.
-func (r *Relay) partitionCount() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return bits.OnesCount64(r.owned)
-}
-
-func (r *Relay) initLeases(ctx context.Context) error {
-	args := make([]any, Partitions)
-	for i := range args {
-		args[i] = r.d.Time(epoch)
+// end marks the batch finished and asks for an early tick when partitions
+// wait to be handed back.
+func (l *leases) end() {
+	l.mu.Lock()
+	l.inflight = 0
+	pending := l.releasing != 0
+	l.mu.Unlock()
+	if pending {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
 	}
-	_, err := r.db.ExecContext(ctx, r.q.initLeases, args...)
-	return r.wrap("init leases", err, r.q.leases)
 }
 
-// leaseTick heartbeats, renews the relay's leases and moves it towards its
-// fair share. greedy takes every free or expired partition, for Drain.
-func (r *Relay) leaseTick(ctx context.Context, greedy bool) error {
+// expiry returns when the leases expire unless renewed.
+func (l *leases) expiry() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.deadline
+}
+
+// count returns how many partitions are leased now.
+func (l *leases) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bits.OnesCount64(l.owned)
+}
+
+// tick heartbeats, renews the leases and moves towards the fair share.
+// greedy takes every free or expired partition, for Drain.
+func (l *leases) tick(ctx context.Context, greedy bool) error {
+	db, d, q := l.ob.db, l.ob.d, &l.ob.q
+	relays, table := l.ob.st.Table("outbox_relays"), l.ob.st.Table("outbox_leases")
 	now := time.Now()
-	exp := now.Add(r.cfg.LeaseDuration)
-	if _, err := r.db.ExecContext(ctx, r.q.heartbeat, r.cfg.ID, r.d.Time(exp)); err != nil {
-		return r.wrap("heartbeat", err, r.q.relays)
+	exp := now.Add(l.duration)
+	if _, err := db.ExecContext(ctx, q.Heartbeat, l.id, d.Time(exp)); err != nil {
+		return l.ob.wrap("heartbeat", err, relays)
 	}
-	if _, err := r.db.ExecContext(ctx, r.q.reapRelays, r.d.Time(now.Add(-r.cfg.LeaseDuration))); err != nil {
-		return r.wrap("reap relays", err, r.q.relays)
+	if _, err := db.ExecContext(ctx, q.ReapRelays, d.Time(now.Add(-l.duration))); err != nil {
+		return l.ob.wrap("reap relays", err, relays)
 	}
 	var live int
-	if err := r.db.QueryRowContext(ctx, r.q.liveRelays, r.d.Time(now)).Scan(&live); err != nil {
-		return r.wrap("count relays", err, r.q.relays)
+	if err := db.QueryRowContext(ctx, q.LiveRelays, d.Time(now)).Scan(&live); err != nil {
+		return l.ob.wrap("count relays", err, relays)
 	}
 	share := Partitions
 	if !greedy && live > 1 {
 		share = (Partitions + live - 1) / live
 	}
-	if live != r.lastLive {
-		r.lastLive, r.changedAt = live, now
+	if live != l.lastLive {
+		l.lastLive, l.changedAt = live, now
 	}
 
-	owned, err := r.partitionQuery(ctx, "renew leases", r.q.renew, r.d.Time(exp), r.cfg.ID)
+	if _, err := db.ExecContext(ctx, q.Renew, d.Time(exp), l.id); err != nil {
+		return l.ob.wrap("renew leases", err, table)
+	}
+	owned, err := l.held(ctx)
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	lost := r.owned &^ owned
-	r.owned = owned
-	r.releasing &= owned
-	r.deadline = exp
-	r.mu.Unlock()
+	l.mu.Lock()
+	lost := l.owned &^ owned
+	l.owned = owned
+	l.releasing &= owned
+	l.deadline = exp
+	l.mu.Unlock()
 	if lost != 0 {
-		r.log.Warn("keel: relay lost partition leases to another relay", "partitions", partitionList(lost))
+		l.log.Warn("keel: relay lost partition leases to another relay", "partitions", partitionList(lost))
 	}
 
-	r.short = false
+	l.short = false
 	if n := bits.OnesCount64(owned); n > share {
-		r.mu.Lock()
-		r.releasing |= r.surplus(owned, n-share)
-		r.mu.Unlock()
+		l.mu.Lock()
+		l.releasing |= l.surplus(owned, n-share)
+		l.mu.Unlock()
 	} else if n < share {
-		got, err := r.partitionQuery(ctx, "acquire leases", r.q.acquire,
-			r.cfg.ID, r.d.Time(exp), r.d.Time(now), r.d.Time(now), r.pref, share-n)
+		if _, err := db.ExecContext(ctx, q.Acquire, l.id, d.Time(exp), d.Time(now), d.Time(now), l.pref, share-n); err != nil {
+			return l.ob.wrap("acquire leases", err, table)
+		}
+		after, err := l.held(ctx)
 		if err != nil {
 			return err
 		}
-		if got != 0 {
-			r.mu.Lock()
-			r.owned |= got
-			total := bits.OnesCount64(r.owned)
-			r.mu.Unlock()
-			r.log.Info("keel: relay acquired partition leases", "acquired", bits.OnesCount64(got), "held", total, "share", share, "relays", live)
-			r.Notify()
+		if got := after &^ owned; got != 0 {
+			l.mu.Lock()
+			l.owned |= got
+			l.mu.Unlock()
+			l.log.Info("keel: relay acquired partition leases", "acquired", bits.OnesCount64(got), "held", bits.OnesCount64(after), "share", share, "relays", live)
+			l.acquired()
 		}
 		// Relays that just joined or left are still handing partitions
 		// over; look again soon rather than a renewal interval later.
-		r.short = bits.OnesCount64(owned|got) < share && now.Sub(r.changedAt) < r.cfg.LeaseDuration
+		l.short = bits.OnesCount64(after) < share && now.Sub(l.changedAt) < l.duration
 	}
-	return r.releaseIdle(ctx)
+	return l.releaseIdle(ctx)
+}
+
+// held reads the set of partitions whose lease names this relay.
+func (l *leases) held(ctx context.Context) (uint64, error) {
+	table := l.ob.st.Table("outbox_leases")
+	rows, err := l.ob.db.QueryContext(ctx, l.ob.q.Owned, l.id)
+	if err != nil {
+		return 0, l.ob.wrap("read leases", err, table)
+	}
+	defer rows.Close()
+	var set uint64
+	for rows.Next() {
+		var p int
+		if err := rows.Scan(&p); err != nil {
+			return 0, l.ob.wrap("read leases", err, table)
+		}
+		if p >= 0 && p < Partitions {
+			set |= 1 << p
+		}
+	}
+	return set, l.ob.wrap("read leases", rows.Err(), table)
 }
 
 // releaseIdle hands back the partitions marked for release that no batch in
 // flight is using.
-func (r *Relay) releaseIdle(ctx context.Context) error {
-	r.mu.Lock()
-	free := r.releasing &^ r.inflight
-	r.mu.Unlock()
+func (l *leases) releaseIdle(ctx context.Context) error {
+	l.mu.Lock()
+	free := l.releasing &^ l.inflight
+	l.mu.Unlock()
 	if free == 0 {
 		return nil
 	}
-	if _, err := r.db.ExecContext(ctx, r.q.release, r.d.Time(epoch), r.cfg.ID, r.q.ints(partitionList(free))); err != nil {
-		return r.wrap("release leases", err, r.q.leases)
+	d := l.ob.d
+	if _, err := l.ob.db.ExecContext(ctx, l.ob.q.Release, d.Time(epoch), l.id, d.Int64s(partitionList(free))); err != nil {
+		return l.ob.wrap("release leases", err, l.ob.st.Table("outbox_leases"))
 	}
-	r.mu.Lock()
-	r.owned &^= free
-	r.releasing &^= free
-	total := bits.OnesCount64(r.owned)
-	r.mu.Unlock()
-	r.log.Info("keel: relay released partition leases", "released", bits.OnesCount64(free), "held", total)
+	l.mu.Lock()
+	l.owned &^= free
+	l.releasing &^= free
+	total := bits.OnesCount64(l.owned)
+	l.mu.Unlock()
+	l.log.Info("keel: relay released partition leases", "released", bits.OnesCount64(free), "held", total)
 	return nil
 }
 
 // surplus picks n of the owned partitions to hand back: those this relay
 // prefers least, so relays settle on stable, distinct sets.
-func (r *Relay) surplus(owned uint64, n int) uint64 {
+func (l *leases) surplus(owned uint64, n int) uint64 {
 	var out uint64
 	for rank := Partitions - 1; rank >= 0 && n > 0; rank-- {
-		p := (rank - r.pref + Partitions) % Partitions // (p + pref) % Partitions == rank
+		p := (rank - l.pref + Partitions) % Partitions // (p + pref) % Partitions == rank
 		if owned&(1<<p) != 0 {
 			out |= 1 << p
 			n--
@@ -137,54 +206,38 @@ func (r *Relay) surplus(owned uint64, n int) uint64 {
 	return out
 }
 
-// partitionQuery runs a lease statement returning partition numbers.
-func (r *Relay) partitionQuery(ctx context.Context, op, query string, args ...any) (uint64, error) {
-	rows, err := r.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return 0, r.wrap(op, err, r.q.leases)
-	}
-	defer rows.Close()
-	var set uint64
-	for rows.Next() {
-		var p int
-		if err := rows.Scan(&p); err != nil {
-			return 0, r.wrap(op, err, r.q.leases)
-		}
-		if p >= 0 && p < Partitions {
-			set |= 1 << p
-		}
-	}
-	return set, r.wrap(op, rows.Err(), r.q.leases)
-}
-
-// leaseLoop renews leases every LeaseDuration/3, sooner while a renewal is
+// loop renews leases every LeaseDuration/3, sooner while a renewal is
 // failing or the relay is short of its share just after the relay count
-// changed, and at once when kicked.
-func (r *Relay) leaseLoop(ctx context.Context) {
-	every := r.cfg.LeaseDuration / 3
+// changed, and at once when kicked. It returns when ctx is done, or with
+// the error of a tick that no retry can fix (a closed database).
+func (l *leases) loop(ctx context.Context) error {
+	every := l.duration / 3
 	t := time.NewTimer(every)
 	defer t.Stop()
 	failing := false
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
-		case <-r.kick:
+		case <-l.kick:
 		}
 		next := every
-		if err := r.leaseTick(ctx, false); err != nil {
+		if err := l.tick(ctx, false); err != nil {
 			if ctx.Err() != nil {
-				return
+				return nil
+			}
+			if dialect.IsClosed(err) {
+				return err
 			}
 			if !failing {
-				r.log.Error("keel: relay lease renewal failed; retrying", "err", err, "deadline", r.leaseDeadline())
+				l.log.Error("keel: relay lease renewal failed; retrying", "err", err, "deadline", l.expiry())
 			}
 			failing = true
 			next = min(every, time.Second)
 		} else {
 			failing = false
-			if r.short {
+			if l.short {
 				next = max(every/10, 50*time.Millisecond)
 			}
 		}
@@ -192,29 +245,21 @@ func (r *Relay) leaseLoop(ctx context.Context) {
 	}
 }
 
-// leave hands back every lease and removes the relay from the relays table.
-func (r *Relay) leave() {
-	r.mu.Lock()
-	r.owned, r.releasing, r.deadline = 0, 0, time.Time{}
-	r.mu.Unlock()
-	if r.crashOnStop.Load() {
-		return
-	}
+// leave hands back every lease and removes the relay from the relays
+// table. A relay that cannot (its database is gone) leaves its leases to
+// expire, as a crashed one does.
+func (l *leases) leave() {
+	l.mu.Lock()
+	l.owned, l.releasing, l.deadline = 0, 0, time.Time{}
+	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := r.db.ExecContext(ctx, r.q.releaseAll, r.d.Time(epoch), r.cfg.ID); err != nil {
-		r.log.Error("keel: relay could not release its leases; they expire after LeaseDuration", "err", err)
+	if _, err := l.ob.db.ExecContext(ctx, l.ob.q.ReleaseAll, l.ob.d.Time(epoch), l.id); err != nil {
+		l.log.Error("keel: relay could not release its leases; they expire after LeaseDuration", "err", err)
+		return
 	}
-	if _, err := r.db.ExecContext(ctx, r.q.leave, r.cfg.ID); err != nil {
-		r.log.Error("keel: relay could not leave the relays table", "err", err)
-	}
-}
-
-// kickLeases asks the lease loop for an early tick.
-func (r *Relay) kickLeases() {
-	select {
-	case r.kick <- struct{}{}:
-	default:
+	if _, err := l.ob.db.ExecContext(ctx, l.ob.q.Leave, l.id); err != nil {
+		l.log.Error("keel: relay could not leave the relays table", "err", err)
 	}
 }
 

@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/keel-go/keel/aggregate"
+	"github.com/keel-go/keel/internal/dialect"
 )
 
 // Partitions is the fixed number of hash partitions that partition keys are
 // spread over. Relays lease whole partitions, so all messages of one key are
 // relayed by one relay at a time, in order. It is part of the stored schema
 // and never changes.
-const Partitions = 64
+const Partitions = dialect.Partitions
 
 // Message is one outbox row: a message waiting to be delivered.
 type Message struct {
@@ -101,17 +102,51 @@ func (m *Message) Decode(reg *aggregate.Registry) (aggregate.Event, error) {
 	return reg.Decode(m.Name, m.Payload)
 }
 
+// validate checks a message about to be enqueued as the i-th of its call.
+// Ids and keys are bounded by the indexes that hold them, and every text
+// field must be valid UTF-8: keel stores them as given or not at all.
 func (m *Message) validate(i int) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: message %d (%s): "+format, append([]any{ErrInvalidMessage, i, dialect.Quote(m.Name)}, args...)...)
+	}
 	if m.Name == "" {
-		return fmt.Errorf("%w: message %d has an empty Name", ErrInvalidMessage, i)
+		return bad("Name is empty; give every message a name such as \"invoice.paid\"")
 	}
 	if m.Payload == nil {
-		return fmt.Errorf("%w: message %d (%s) has a nil Payload; use an empty slice for no body", ErrInvalidMessage, i, m.Name)
+		return bad("Payload is nil; use an empty slice for no body")
+	}
+	for _, f := range []struct {
+		what  string
+		v     string
+		limit int
+	}{
+		{"ID", m.ID, dialect.MaxIDBytes},
+		{"Name", m.Name, 0},
+		{"Topic", m.Topic, 0},
+		{"partition key", m.PartitionKey(), dialect.MaxKeyBytes},
+		{"AggregateType", m.AggregateType, 0},
+		{"AggregateID", m.AggregateID, 0},
+		{"CorrelationID", m.CorrelationID, 0},
+		{"CausationID", m.CausationID, 0},
+	} {
+		if err := dialect.CheckText(f.what, f.v, f.limit); err != nil {
+			return bad("%v", err)
+		}
+	}
+	for k, v := range m.Headers {
+		if err := dialect.CheckText("header name", k, 0); err != nil {
+			return bad("%v", err)
+		}
+		if err := dialect.CheckText("header "+dialect.Quote(k), v, 0); err != nil {
+			return bad("%v", err)
+		}
 	}
 	return nil
 }
 
-// encodeHeaders stores headers as JSON text; no headers is the empty string.
+// encodeHeaders stores headers as JSON text; no headers is the empty
+// string. validate has checked that every name and value is valid UTF-8, so
+// encoding/json keeps them byte for byte.
 func encodeHeaders(h map[string]string) (string, error) {
 	if len(h) == 0 {
 		return "", nil
@@ -127,7 +162,7 @@ func DecodeHeaders(s string) (map[string]string, error) {
 	}
 	var h map[string]string
 	if err := json.Unmarshal([]byte(s), &h); err != nil {
-		return nil, fmt.Errorf("keel: corrupt outbox headers %q: %w", s, err)
+		return nil, fmt.Errorf("keel: corrupt outbox headers %s: %w", dialect.Quote(s), err)
 	}
 	return h, nil
 }

@@ -27,6 +27,10 @@ type BatchReport struct {
 	// Held messages came after a failed message of the same key in the
 	// batch; they stay pending, untouched, to keep the key's order.
 	Held int
+	// Unrecorded failures could not be written to the database; the relay
+	// logged them at Error level and leaves their keys out of its claims
+	// until their retry time. Alert on it.
+	Unrecorded int
 	// Duration is the time from claiming the batch to marking it done.
 	Duration time.Duration
 	// Lag is the age of the oldest message in the batch when it was

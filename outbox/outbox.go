@@ -4,41 +4,35 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/store"
 )
 
-// Config configures an Outbox. The zero value is ready to use.
-type Config struct {
-	// Dialect is "sqlite" or "postgres". If empty, it is detected from the
-	// database driver (mattn/go-sqlite3, lib/pq or pgx's stdlib).
-	Dialect string
-	// TablePrefix is prepended to every keel table name. If empty, the
-	// default "keel_" is used, giving keel_outbox, keel_inbox and so on. It
-	// must be letters, digits and underscores.
-	TablePrefix string
-	// DisableNotify stops EnqueueTx from sending a PostgreSQL notification
-	// that wakes listening relays in other processes. NOTIFY serialises
-	// commits briefly; without it relays find new rows by polling. Ignored
-	// on SQLite.
-	DisableNotify bool
-}
-
 // Outbox writes messages into the outbox table inside the caller's
-// transaction. It is safe for concurrent use.
+// transaction, and administers the table: Stats, Parked, Requeue,
+// RequeueKey and Cleanup need no relay and no Publisher. It is safe for
+// concurrent use.
 type Outbox struct {
-	db      *sql.DB
-	d       *dialect.Dialect
-	prefix  string
-	table   string
-	notify  string // non-empty when EnqueueTx notifies listening relays
-	channel string
+	st    *store.Store
+	db    *sql.DB
+	d     dialect.Dialect
+	q     dialect.SQL
+	table string
+	log   *slog.Logger
+
+	// notifier is set when EnqueueTx carries a wake-up for other processes
+	// in its INSERT (PostgreSQL, unless the store disables it).
+	notifier dialect.Notifier
+	channel  string
+
 	mu      sync.Mutex
-	inserts map[int]string // batch size -> rebound INSERT
+	inserts map[int]string // rows<<1 | notify -> rebound INSERT
 }
 
 // Execer is what EnqueueTx needs of a transaction: *sql.Tx, *sqlx.Tx and
@@ -47,61 +41,36 @@ type Execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// New returns an Outbox over db. It validates the configuration but does not
-// touch the database; a missing table is reported by the first write, as an
-// error wrapping ErrNotMigrated.
-func New(db *sql.DB, cfg Config) (*Outbox, error) {
-	d, prefix, err := cfg.resolve(db)
-	if err != nil {
-		return nil, err
+// New returns the Outbox of st's database. It does not touch the database;
+// a missing table is reported by the first write, as an error wrapping
+// store.ErrNotMigrated.
+func New(st *store.Store) (*Outbox, error) {
+	if st == nil {
+		return nil, dialect.Invalid("outbox.New: nil *store.Store; pass the store from store.Open")
 	}
-	o := &Outbox{db: db, d: d, prefix: prefix, table: prefix + "outbox", channel: notifyChannel(prefix), inserts: map[int]string{}}
-	if d.IsPostgres() && !cfg.DisableNotify {
-		o.notify = "SELECT pg_notify($1, '')"
+	d := st.Dialect()
+	o := &Outbox{
+		st:      st,
+		db:      st.DB(),
+		d:       d,
+		q:       dialect.Render(d, d.SQL(), st.TablePrefix()),
+		table:   st.Table("outbox"),
+		log:     st.Logger(),
+		channel: dialect.Channel(st.TablePrefix()),
+		inserts: map[int]string{},
+	}
+	if n, ok := d.(dialect.Notifier); ok && !st.Options().DisableNotify {
+		o.notifier = n
 	}
 	return o, nil
 }
 
-func (cfg Config) resolve(db *sql.DB) (*dialect.Dialect, string, error) {
-	d, err := dialect.Resolve(db, cfg.Dialect)
-	if err != nil {
-		return nil, "", err
-	}
-	prefix, err := dialect.Prefix(cfg.TablePrefix)
-	if err != nil {
-		return nil, "", err
-	}
-	return d, prefix, nil
-}
+// Store returns the store the Outbox was created from.
+func (o *Outbox) Store() *store.Store { return o.st }
 
-// Migrate creates or upgrades every keel table (aggregates, outbox, inbox,
-// relay leases, idempotency keys) for cfg's dialect and prefix. It is
-// idempotent and safe to call from several processes at once.
-func Migrate(ctx context.Context, db *sql.DB, cfg Config) error {
-	d, prefix, err := cfg.resolve(db)
-	if err != nil {
-		return err
-	}
-	return d.Migrate(ctx, db, prefix)
-}
-
-// CheckSchema returns an error wrapping ErrNotMigrated unless every migration
-// this version of keel ships has been applied.
-func (o *Outbox) CheckSchema(ctx context.Context) error {
-	return o.d.CheckSchema(ctx, o.db, o.prefix)
-}
-
-// Table returns the outbox table's name.
-func (o *Outbox) Table() string { return o.table }
-
-// Dialect returns the name of the SQL dialect in use.
-func (o *Outbox) Dialect() string { return o.d.Name }
-
-// DB returns the database the Outbox was created with.
-func (o *Outbox) DB() *sql.DB { return o.db }
-
-// Enqueue writes msgs in a transaction of its own. Use EnqueueTx to write
-// them atomically with other changes.
+// Enqueue writes msgs in a transaction of its own and wakes this process's
+// relays once it commits. Use EnqueueTx to write them atomically with other
+// changes.
 func (o *Outbox) Enqueue(ctx context.Context, msgs ...Message) error {
 	tx, err := o.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -111,16 +80,29 @@ func (o *Outbox) Enqueue(ctx context.Context, msgs ...Message) error {
 	if err := o.EnqueueTx(ctx, tx, msgs...); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	o.st.Notify()
+	return nil
 }
 
 // EnqueueTx writes msgs as pending outbox rows inside tx. If tx rolls back,
 // so do the messages; once it commits, a relay will deliver them. Messages
 // are inserted in the order given, which is their delivery order per key.
 // Empty ids are filled with new UUIDv7s (the caller's slice is updated) and
-// zero OccurredAt times with the current time. On PostgreSQL it also sends one
-// notification (delivered at commit) that wakes listening relays; see
-// Config.DisableNotify.
+// zero OccurredAt times with the current time.
+//
+// Every message is checked before anything is written: a missing Name or
+// Payload, an ID over 255 bytes, a partition key over 512 bytes, or a text
+// field or header that is not valid UTF-8 fails the whole call with an
+// error wrapping ErrInvalidMessage.
+//
+// On PostgreSQL the last INSERT also queues a notification, delivered at
+// commit, that wakes listening relays in other processes (see
+// store.Options.DisableNotify). Relays in this process are woken by the
+// unit of work after its commit; callers committing tx themselves call
+// Store.Notify.
 func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -128,20 +110,19 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) erro
 	if tx == nil {
 		return fmt.Errorf("%w: nil transaction passed to EnqueueTx", ErrInvalidMessage)
 	}
-	now := time.Now().UTC()
-	maxRows := 1000
-	if !o.d.IsPostgres() {
-		maxRows = 500
+	for i := range msgs {
+		if err := msgs[i].validate(i); err != nil {
+			return err
+		}
 	}
-	args := make([]any, 0, min(len(msgs), maxRows)*insertColumns)
+	now := time.Now().UTC()
+	maxRows := o.d.MaxInsertRows()
+	args := make([]any, 0, min(len(msgs), maxRows)*insertColumns+1)
 	for start := 0; start < len(msgs); start += maxRows {
 		chunk := msgs[start:min(start+maxRows, len(msgs))]
 		args = args[:0]
 		for i := range chunk {
 			m := &chunk[i]
-			if err := m.validate(start + i); err != nil {
-				return err
-			}
 			if m.ID == "" {
 				m.ID = aggregate.NewMessageID()
 			}
@@ -159,12 +140,12 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) erro
 		}
 		// The last chunk carries the notification in the same statement, so
 		// waking other relays costs no extra round trip.
-		notify := o.notify != "" && start+maxRows >= len(msgs)
+		notify := o.notifier != nil && start+maxRows >= len(msgs)
 		if notify {
 			args = append(args, o.channel)
 		}
 		if _, err := tx.ExecContext(ctx, o.insertSQL(len(chunk), notify), args...); err != nil {
-			return o.wrapErr(err, "enqueue")
+			return o.wrapWrite(err)
 		}
 	}
 	return nil
@@ -172,8 +153,8 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) erro
 
 const insertColumns = 14
 
-// insertSQL returns the INSERT of n rows; with notify, wrapped so that the
-// same statement also calls pg_notify with one more parameter, the channel.
+// insertSQL returns the INSERT of n rows, with notify wrapped by the
+// dialect so that the same statement also notifies the channel.
 func (o *Outbox) insertSQL(n int, notify bool) string {
 	key := n << 1
 	if notify {
@@ -185,9 +166,6 @@ func (o *Outbox) insertSQL(n int, notify bool) string {
 		return q
 	}
 	var b strings.Builder
-	if notify {
-		b.WriteString("WITH ins AS (")
-	}
 	b.WriteString("INSERT INTO ")
 	b.WriteString(o.table)
 	b.WriteString(" (id, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at, created_at) VALUES ")
@@ -198,22 +176,31 @@ func (o *Outbox) insertSQL(n int, notify bool) string {
 		}
 		b.WriteString(row)
 	}
+	q := b.String()
 	if notify {
-		b.WriteString(") SELECT pg_notify(?, '')")
+		q = o.notifier.WithNotify(q)
 	}
-	q := o.d.Rebind(b.String())
+	q = o.d.Rebind(q)
 	if len(o.inserts) < 64 {
 		o.inserts[key] = q
 	}
 	return q
 }
 
-func (o *Outbox) wrapErr(err error, op string) error {
-	if dialect.IsMissingTable(err) {
-		return fmt.Errorf("keel: outbox %s: %w", op, dialect.MissingTable(err, o.table))
-	}
-	if dialect.IsUniqueViolation(err) {
+func (o *Outbox) wrapWrite(err error) error {
+	switch o.d.Classify(err) {
+	case dialect.MissingTable:
+		return fmt.Errorf("keel: outbox enqueue: %w", dialect.WrapMissing(o.d, err, o.table))
+	case dialect.Unique:
 		return fmt.Errorf("%w: duplicate message id: %v", ErrInvalidMessage, err)
 	}
-	return fmt.Errorf("keel: outbox %s: %w", op, err)
+	return fmt.Errorf("keel: outbox enqueue: %w", err)
+}
+
+// wrap names the operation and maps a missing table to store.ErrNotMigrated.
+func (o *Outbox) wrap(op string, err error, table string) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("keel: outbox %s: %w", op, dialect.WrapMissing(o.d, err, table))
 }

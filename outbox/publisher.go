@@ -2,12 +2,14 @@ package outbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/keel-go/keel/internal/dialect"
 )
 
-// Publisher delivers outbox messages to their destination.
+// Publisher delivers outbox messages to their destination. Package
+// outbox/publishertest checks an implementation against this contract.
 //
 // Publish is given a batch in outbox order. It must deliver messages that
 // share a partition key in the order given, and return only once each
@@ -18,10 +20,13 @@ import (
 // a message may be published again after a crash, so consumers deduplicate
 // on Message.ID.
 //
-// Once a message of a key fails, a Publisher should not attempt the key's
-// later messages in the batch (report them failed too): the Relay keeps
-// them pending behind the failed one in any case, to preserve the key's
-// order, and will publish them again after it.
+// Once a message of a key fails, a Publisher must not attempt the key's
+// later messages in the batch: it reports them with an error wrapping
+// ErrHeldBack (HoldBack does the bookkeeping). Messages it never tried,
+// because ctx ended first, say, are reported with an error wrapping
+// ErrNotAttempted; the relay then leaves them pending without counting an
+// attempt. An error wrapping ErrPermanent makes the relay park the message
+// at once.
 type Publisher interface {
 	Publish(ctx context.Context, batch []Message) error
 }
@@ -72,13 +77,36 @@ func (e *BatchError) Unwrap() []error {
 // Failed reports whether message i of the batch was not delivered.
 func (e *BatchError) Failed(i int) bool { return i < len(e.Errs) && e.Errs[i] != nil }
 
-// ErrPermanent marks a publish error that retrying cannot fix (a message the
-// destination rejects as malformed, say). Wrap it, and the relay parks the
-// message at once instead of using up its attempts.
-var ErrPermanent = errors.New("keel: permanent delivery failure")
+// HoldBack applies the per-key rule of a batch: once a message of a
+// partition key fails, the key's later messages in the batch are held back,
+// not attempted. The relay settles batches with it, and publishers use it
+// to decide what not to send. The zero value is ready to use; a HoldBack is
+// for one batch and one goroutine.
+type HoldBack struct {
+	failed map[string]string // partition key -> id of the message that failed
+}
 
-// ErrNotAttempted marks a BatchError entry for a message the publisher never
-// tried, for instance because its context ended first. The relay leaves such
-// a message pending without using up one of its attempts, and holds back
-// its key's later messages in the batch as it does after a failure.
-var ErrNotAttempted = errors.New("keel: message not attempted")
+// Check returns nil when m may be attempted, or an error wrapping
+// ErrHeldBack when an earlier message of its key failed.
+func (h *HoldBack) Check(m *Message) error {
+	if h.failed == nil {
+		return nil
+	}
+	key := m.PartitionKey()
+	if id, ok := h.failed[key]; ok {
+		return fmt.Errorf("%w: message %s of key %s failed before %s", ErrHeldBack, id, dialect.Quote(key), m.ID)
+	}
+	return nil
+}
+
+// Fail records that m failed (or was not attempted), holding back its
+// key's later messages.
+func (h *HoldBack) Fail(m *Message) {
+	if h.failed == nil {
+		h.failed = map[string]string{}
+	}
+	key := m.PartitionKey()
+	if _, ok := h.failed[key]; !ok {
+		h.failed[key] = m.ID
+	}
+}

@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/store"
 )
 
 // Relay delivers committed outbox rows to a Publisher, at least once and in
@@ -33,144 +33,183 @@ import (
 //
 // A Relay is safe for concurrent use; Run and Drain may not overlap.
 type Relay struct {
-	db      *sql.DB
-	pub     Publisher
-	cfg     RelayConfig
-	d       *dialect.Dialect
-	q       *relaySQL
-	log     *slog.Logger
-	obs     Observer
-	ob      string // outbox table name
-	channel string
-	pref    int // offset of this relay's preferred partitions
+	ob     *Outbox
+	pub    Publisher
+	cfg    RelayConfig
+	log    *slog.Logger
+	obs    Observer
+	leases *leases
 
-	wake    chan struct{}
-	kick    chan struct{}
-	running atomic.Bool
+	// claim and claimExcept are the claim statements of the relay's
+	// failure policy, without and with a list of keys to leave out.
+	claim, claimExcept string
 
-	mu        sync.Mutex
-	owned     uint64    // partitions leased, one bit each
-	releasing uint64    // owned partitions being handed back; not claimed
-	inflight  uint64    // partitions of the batch being published
-	deadline  time.Time // when the leases expire unless renewed
+	acquired chan struct{} // the lease goroutine acquired partitions
+	running  atomic.Bool
 
-	// Lease bookkeeping of the goroutine running leaseTick.
-	lastLive  int       // relays counted at the last tick
-	changedAt time.Time // when that count last changed
-	short     bool      // below the fair share soon after a change
-
-	listening  chan struct{} // closed once LISTEN is active; for tests
-	listenOnce sync.Once
-	// crashOnStop makes Run and Drain return without handing back their
-	// leases, as a crashed process would; for tests.
-	crashOnStop atomic.Bool
+	// stuck holds keys whose failed message could not be recorded, until a
+	// retry time; owned by the delivering goroutine.
+	stuck map[string]time.Time
 }
 
-// NewRelay returns a relay delivering the outbox rows in db to pub. It
-// validates cfg but does not touch the database; Run and Drain report a
-// missing schema as an error wrapping ErrNotMigrated.
-func NewRelay(db *sql.DB, pub Publisher, cfg RelayConfig) (*Relay, error) {
-	if db == nil {
-		return nil, fmt.Errorf("%w: nil *sql.DB; pass an open database handle", ErrInvalidConfig)
+// NewRelay returns a relay delivering the outbox rows of st's database to
+// pub. It checks cfg but does not touch the database; Run and Drain report
+// a missing schema as an error wrapping store.ErrNotMigrated.
+func NewRelay(st *store.Store, pub Publisher, cfg RelayConfig) (*Relay, error) {
+	if st == nil {
+		return nil, dialect.Invalid("outbox.NewRelay: nil *store.Store; pass the store from store.Open")
 	}
 	if pub == nil {
-		return nil, fmt.Errorf("%w: nil Publisher; pass one, such as a PublisherFunc", ErrInvalidConfig)
+		return nil, dialect.Invalid("outbox.NewRelay: nil Publisher; pass one, such as a dispatch.Bus or a kafka.Publisher")
 	}
-	d, prefix, err := Config{Dialect: cfg.Dialect, TablePrefix: cfg.TablePrefix}.resolve(db)
+	cfg, err := cfg.withDefaults(st.Logger())
 	if err != nil {
 		return nil, err
 	}
-	cfg, err = cfg.withDefaults()
+	ob, err := New(st)
 	if err != nil {
 		return nil, err
 	}
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(cfg.ID))
-	return &Relay{
-		db:        db,
-		pub:       pub,
-		cfg:       cfg,
-		d:         d,
-		q:         newRelaySQL(d, prefix, cfg.Policy),
-		log:       cfg.Logger.With("relay", cfg.ID),
-		obs:       cfg.Observer,
-		ob:        prefix + "outbox",
-		channel:   notifyChannel(prefix),
-		pref:      int(h.Sum32() % Partitions),
-		wake:      make(chan struct{}, 1),
-		kick:      make(chan struct{}, 1),
-		listening: make(chan struct{}),
-	}, nil
+	r := &Relay{
+		ob:          ob,
+		pub:         pub,
+		cfg:         cfg,
+		log:         cfg.Logger.With("relay", cfg.ID),
+		obs:         cfg.Observer,
+		claim:       ob.q.Claim,
+		claimExcept: ob.q.ClaimExcept,
+		acquired:    make(chan struct{}, 1),
+		stuck:       map[string]time.Time{},
+	}
+	if cfg.Policy == SkipMessage {
+		r.claim, r.claimExcept = ob.q.ClaimSkip, ob.q.ClaimSkipExcept
+	}
+	r.leases = &leases{
+		ob:       ob,
+		id:       cfg.ID,
+		pref:     int(h.Sum32() % Partitions),
+		duration: cfg.LeaseDuration,
+		log:      r.log,
+		acquired: func() { signal(r.acquired) },
+		kick:     make(chan struct{}, 1),
+	}
+	return r, nil
+}
+
+// signal sends on a channel of capacity one without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // ID returns the relay's name in the lease tables.
 func (r *Relay) ID() string { return r.cfg.ID }
 
-// Notify wakes the relay to look for new rows at once. It never blocks and
-// may be called from any goroutine, typically right after a transaction that
-// enqueued messages commits.
-func (r *Relay) Notify() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-}
+// Outbox returns the outbox the relay delivers, for Stats, Parked, Requeue
+// and the other administration.
+func (r *Relay) Outbox() *Outbox { return r.ob }
+
+// Partitions returns how many partitions the relay holds a lease on now.
+func (r *Relay) Partitions() int { return r.leases.count() }
 
 var errRunning = errors.New("keel: relay is already running; Run and Drain may not overlap")
+
+// errStopped is the cause the relay gives its goroutines when one of them
+// met an error no retry can fix.
+var errStopped = errors.New("keel: relay stopped")
 
 // Run delivers messages until ctx is done, then hands its leases back and
 // returns nil. It joins the relays sharing the database, leases its share
 // of the partitions and keeps that share as relays come and go. It polls as
-// a safety net, backing off while idle, and wakes at once on Notify or, on
-// PostgreSQL with ListenDSN set, on a notification from EnqueueTx in any
-// process. Database errors are logged and retried; Run returns early only
-// when the schema is missing (an error wrapping ErrNotMigrated) or when it
-// is already running.
+// a safety net, backing off while idle, and wakes at once on a commit in
+// this process or, with a store Listener, in any other. Database errors are
+// logged and retried.
+//
+// Run returns early, logging why at Error level, only when the schema is
+// missing (an error wrapping store.ErrNotMigrated), when the *sql.DB was
+// closed, or when the relay is already running. Since Run usually runs in a
+// goroutine of its own, check its error, or watch the log.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errRunning
 	}
 	defer r.running.Store(false)
-	for {
-		err := r.initLeases(ctx)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, ErrNotMigrated) {
+	err := r.run(ctx)
+	if err != nil {
+		r.log.Error("keel: relay stopped", "err", err)
+	} else {
+		r.log.Info("keel: relay stopped", "reason", context.Cause(ctx))
+	}
+	return err
+}
+
+func (r *Relay) run(ctx context.Context) error {
+	if err := r.waitForSchema(ctx); err != nil || ctx.Err() != nil {
+		return err
+	}
+	wake, unsubscribe := r.ob.st.Subscribe()
+	defer unsubscribe()
+	if err := r.leases.tick(ctx, false); err != nil {
+		if fatal(err) {
 			return err
 		}
-		r.log.Error("keel: relay cannot reach the lease table; retrying", "err", err)
+		r.log.Error("keel: relay could not take leases; retrying", "err", err)
+	}
+	defer r.leases.leave()
+
+	inner, stop := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	var failed error
+	var once sync.Once
+	fail := func(err error) {
+		once.Do(func() { failed = err })
+		stop(errStopped)
+	}
+	wg.Go(func() {
+		if err := r.leases.loop(inner); err != nil {
+			fail(err)
+		}
+	})
+	if r.cfg.Retention > 0 {
+		wg.Go(func() { r.cleanLoop(inner) })
+	}
+	if err := r.deliverLoop(inner, wake); err != nil {
+		fail(err)
+	}
+	stop(nil)
+	wg.Wait()
+	return failed
+}
+
+// fatal reports whether err ends Run: no retry can fix it.
+func fatal(err error) bool {
+	return errors.Is(err, store.ErrNotMigrated) || dialect.IsClosed(err)
+}
+
+// waitForSchema checks the schema, retrying while the database cannot be
+// reached, until ctx is done.
+func (r *Relay) waitForSchema(ctx context.Context) error {
+	for failures := 0; ; failures++ {
+		err := r.ob.st.CheckSchema(ctx)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if fatal(err) {
+			return fmt.Errorf("keel: relay: %w", err)
+		}
+		if failures == 0 {
+			r.log.Error("keel: relay cannot reach the database; retrying", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(time.Second):
 		}
 	}
-	if err := r.leaseTick(ctx, false); err != nil {
-		if errors.Is(err, ErrNotMigrated) {
-			return err
-		}
-		r.log.Error("keel: relay could not take leases; retrying", "err", err)
-	}
-	defer r.leave()
-
-	inner, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Go(func() { r.leaseLoop(inner) })
-	if r.cfg.Retention > 0 {
-		wg.Go(func() { r.cleanLoop(inner) })
-	}
-	if r.d.IsPostgres() {
-		if r.cfg.ListenDSN != "" {
-			wg.Go(func() { r.listen(inner) })
-		} else {
-			r.log.Info("keel: relay polls only: set RelayConfig.ListenDSN to be woken by PostgreSQL notifications from other processes")
-		}
-	}
-	r.deliverLoop(inner)
-	return nil
 }
 
 // Drain delivers every message it can reach now and returns how many it
@@ -184,18 +223,15 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 		return 0, errRunning
 	}
 	defer r.running.Store(false)
-	if err := r.initLeases(ctx); err != nil {
+	if err := r.leases.tick(ctx, true); err != nil {
+		r.leases.leave()
 		return 0, err
 	}
-	if err := r.leaseTick(ctx, true); err != nil {
-		r.leave()
-		return 0, err
-	}
-	defer r.leave()
+	defer r.leases.leave()
 	total := 0
 	for ctx.Err() == nil {
-		if time.Until(r.leaseDeadline()) < r.cfg.LeaseDuration*2/3 {
-			if err := r.leaseTick(ctx, true); err != nil {
+		if time.Until(r.leases.expiry()) < r.cfg.LeaseDuration*2/3 {
+			if err := r.leases.tick(ctx, true); err != nil {
 				return total, err
 			}
 		}
@@ -213,8 +249,9 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 
 // deliverLoop publishes batches until ctx is done: straight on while
 // batches come back full, otherwise after a poll interval that doubles while
-// idle, or at once when woken.
-func (r *Relay) deliverLoop(ctx context.Context) {
+// idle, or at once when woken. It returns an error only when the database
+// was closed.
+func (r *Relay) deliverLoop(ctx context.Context, wake <-chan struct{}) error {
 	interval := r.cfg.MinPollInterval
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
@@ -222,10 +259,13 @@ func (r *Relay) deliverLoop(ctx context.Context) {
 	for {
 		res, err := r.deliverBatch(ctx)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		switch {
 		case err != nil:
+			if dialect.IsClosed(err) {
+				return err
+			}
 			if !failing {
 				r.log.Error("keel: relay batch failed; retrying", "err", err)
 			}
@@ -245,8 +285,10 @@ func (r *Relay) deliverLoop(ctx context.Context) {
 		timer.Reset(interval)
 		select {
 		case <-ctx.Done():
-			return
-		case <-r.wake:
+			return nil
+		case <-wake:
+			interval = r.cfg.MinPollInterval
+		case <-r.acquired:
 			interval = r.cfg.MinPollInterval
 		case <-timer.C:
 		}
@@ -263,18 +305,10 @@ func (r *Relay) cleanLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if n, err := r.Cleanup(ctx); err != nil && ctx.Err() == nil {
+		if n, err := r.ob.Cleanup(ctx, r.cfg.Retention, r.cfg.CleanupBatch); err != nil && ctx.Err() == nil {
 			r.log.Error("keel: outbox cleanup failed", "err", err)
 		} else if n > 0 {
 			r.log.Debug("keel: outbox cleanup", "deleted", n)
 		}
 	}
-}
-
-// wrap names the operation and maps a missing table to ErrNotMigrated.
-func (r *Relay) wrap(op string, err error, table string) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("keel: relay %s: %w", op, dialect.MissingTable(err, table))
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/keel-go/keel/internal/dialect"
 )
 
 // FailurePolicy says what happens to the later messages of a partition key
@@ -48,19 +50,11 @@ const (
 	DefaultMinPollInterval = 10 * time.Millisecond
 	DefaultMaxPollInterval = time.Second
 	DefaultCleanupInterval = time.Minute
-	DefaultCleanupBatch    = 1000
 )
 
 // RelayConfig configures a Relay. The zero value is ready to use: every
 // field states the default it falls back to when left zero.
 type RelayConfig struct {
-	// Dialect is "sqlite" or "postgres". If empty, it is detected from the
-	// database driver.
-	Dialect string
-	// TablePrefix is the prefix the outbox tables were migrated with. If
-	// empty, the default "keel_" is used.
-	TablePrefix string
-
 	// ID names this relay in the lease tables. It must be unique among the
 	// relays running against one database. If empty, a name is made from the
 	// host name, the process id and random bytes.
@@ -111,24 +105,18 @@ type RelayConfig struct {
 
 	// MinPollInterval and MaxPollInterval bound the polling safety net: after
 	// a poll that finds work the relay polls again after MinPollInterval,
-	// and every idle poll doubles the wait up to MaxPollInterval. Notify and
-	// PostgreSQL notifications wake the relay at once whatever the interval.
+	// and every idle poll doubles the wait up to MaxPollInterval. Commits in
+	// this process (through Store.Notify) and, with a store Listener, in
+	// others wake the relay at once whatever the interval.
 	// If zero, DefaultMinPollInterval (10ms) and DefaultMaxPollInterval (1s)
 	// are used.
 	MinPollInterval time.Duration
 	MaxPollInterval time.Duration
 
-	// ListenDSN is a lib/pq connection string (usually the one the *sql.DB
-	// was opened with) for the dedicated connection a PostgreSQL relay uses
-	// to LISTEN for the notifications EnqueueTx sends, so that commits in
-	// other processes wake it at once. If empty on PostgreSQL, the relay
-	// logs that it relies on polling alone. Ignored on SQLite.
-	ListenDSN string
-
 	// Logger receives the relay's structured logs: lease changes at Info,
-	// publish failures at Warn, parked messages and database errors at
-	// Error, batches at Debug. If nil, slog.Default() is used; pass
-	// slog.New(slog.DiscardHandler) for silence.
+	// publish failures at Warn, parked messages, database errors and why Run
+	// stopped at Error, batches at Debug. If nil, the store's logger is
+	// used.
 	Logger *slog.Logger
 	// Observer is told about every batch, for metrics. If nil, nothing is
 	// observed.
@@ -137,9 +125,9 @@ type RelayConfig struct {
 
 // withDefaults returns cfg with zero fields filled in, or an error naming the
 // first field that cannot be used.
-func (cfg RelayConfig) withDefaults() (RelayConfig, error) {
+func (cfg RelayConfig) withDefaults(log *slog.Logger) (RelayConfig, error) {
 	bad := func(format string, args ...any) (RelayConfig, error) {
-		return RelayConfig{}, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+		return RelayConfig{}, dialect.Invalid("RelayConfig."+format, args...)
 	}
 	if cfg.ID == "" {
 		cfg.ID = defaultRelayID()
@@ -218,7 +206,7 @@ func (cfg RelayConfig) withDefaults() (RelayConfig, error) {
 		return bad("MaxPollInterval %v is below MinPollInterval %v; raise MaxPollInterval", cfg.MaxPollInterval, cfg.MinPollInterval)
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = log
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}

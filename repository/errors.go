@@ -26,15 +26,15 @@ var ErrUniqueViolation = errors.New("keel: unique constraint violated")
 // not exist.
 var ErrForeignKeyViolation = errors.New("keel: foreign key constraint violated")
 
-// ErrNotMigrated is returned when a table is missing. For the document table
-// run outbox.Migrate; for a mapped table, create it in the application's own
-// migrations. It is the same value as outbox.ErrNotMigrated.
-var ErrNotMigrated = dialect.ErrNotMigrated
+// ErrUntracked is returned by Save and Delete for an aggregate with
+// pending events when the Querier does not track aggregates (a plain
+// *sql.Tx, say): its events would never reach the outbox. Run the change in
+// a unit of work: uow.Runner.Do, or Runner.Join with your own transaction.
+var ErrUntracked = errors.New("keel: aggregate has events but is saved outside a unit of work")
 
-// ErrBadIdentifier is returned by NewTable and NewDocument for a table,
-// column or prefix name that is not a plain SQL identifier. It is the same
-// value as outbox.ErrBadIdentifier.
-var ErrBadIdentifier = dialect.ErrBadIdentifier
+// ErrInvalidID is returned for an aggregate id keel cannot store: longer
+// than 512 bytes (the limit the key's index sets) or not valid UTF-8.
+var ErrInvalidID = errors.New("keel: invalid aggregate id")
 
 // ConflictError reports an optimistic-concurrency conflict: Save or Delete
 // expected the stored aggregate to be at version Expected, but it was at
@@ -49,13 +49,14 @@ type ConflictError struct {
 
 // Error describes the conflict.
 func (e *ConflictError) Error() string {
+	id := dialect.Quote(e.ID)
 	switch {
 	case e.Expected == 0:
-		return fmt.Sprintf("keel: version conflict: %s %q is new but version %d is already stored", e.Type, e.ID, e.Actual)
+		return fmt.Sprintf("keel: version conflict: %s %s is new but version %d is already stored", e.Type, id, e.Actual)
 	case e.Actual == 0:
-		return fmt.Sprintf("keel: version conflict: %s %q was loaded at version %d but is no longer stored (deleted concurrently)", e.Type, e.ID, e.Expected)
+		return fmt.Sprintf("keel: version conflict: %s %s was loaded at version %d but is no longer stored (deleted concurrently)", e.Type, id, e.Expected)
 	}
-	return fmt.Sprintf("keel: version conflict: %s %q was loaded at version %d but version %d is stored", e.Type, e.ID, e.Expected, e.Actual)
+	return fmt.Sprintf("keel: version conflict: %s %s was loaded at version %d but version %d is stored", e.Type, id, e.Expected, e.Actual)
 }
 
 // Is reports whether target is ErrConflict.
@@ -71,15 +72,17 @@ type ConstraintError struct {
 	Constraint string
 	// Err is the driver's error.
 	Err error
+
+	kind dialect.Class // Unique or ForeignKey, as the dialect classified Err
 }
 
 // Error describes the violation.
 func (e *ConstraintError) Error() string {
 	kind := "constraint"
-	switch {
-	case dialect.IsUniqueViolation(e.Err):
+	switch e.kind {
+	case dialect.Unique:
 		kind = "unique constraint"
-	case dialect.IsForeignKeyViolation(e.Err):
+	case dialect.ForeignKey:
 		kind = "foreign key constraint"
 	}
 	if e.Constraint == "" {
@@ -96,23 +99,23 @@ func (e *ConstraintError) Unwrap() error { return e.Err }
 func (e *ConstraintError) Is(target error) bool {
 	switch target {
 	case ErrUniqueViolation:
-		return dialect.IsUniqueViolation(e.Err)
+		return e.kind == dialect.Unique
 	case ErrForeignKeyViolation:
-		return dialect.IsForeignKeyViolation(e.Err)
+		return e.kind == dialect.ForeignKey
 	}
 	return false
 }
 
 // missingTableError reports that an application's own table does not exist.
-// It matches ErrNotMigrated but, unlike the document table's error, does not
-// suggest outbox.Migrate, which creates only keel's tables.
+// It matches store.ErrNotMigrated but, unlike the document table's error,
+// does not suggest Store.Migrate, which creates only keel's tables.
 type missingTableError struct {
 	table string
 	err   error
 }
 
 func (e *missingTableError) Error() string {
-	return fmt.Sprintf("keel: table %s does not exist; create it in the application's migrations (outbox.Migrate creates only keel's own tables): %v", e.table, e.err)
+	return fmt.Sprintf("keel: table %s does not exist; create it in the application's migrations (Store.Migrate creates only keel's own tables): %v", e.table, e.err)
 }
 
-func (e *missingTableError) Unwrap() []error { return []error{ErrNotMigrated, e.err} }
+func (e *missingTableError) Unwrap() []error { return []error{dialect.ErrNotMigrated, e.err} }

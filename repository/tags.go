@@ -1,11 +1,11 @@
 package repository
 
 import (
-	"fmt"
 	"reflect"
 	"strings"
 
 	"github.com/keel-go/keel/aggregate"
+	"github.com/keel-go/keel/internal/dialect"
 )
 
 // taggedFields derives TableConfig.Columns and TableConfig.Fields from the
@@ -16,7 +16,7 @@ import (
 func taggedFields[T aggregate.Aggregate]() ([]string, func(T) []any, error) {
 	t := reflect.TypeFor[T]()
 	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
-		return nil, nil, fmt.Errorf("keel: TableConfig.Columns and Fields are nil, and %s is not a pointer to a struct whose db tags could name them; set both", t)
+		return nil, nil, dialect.Invalid("TableConfig.Columns and Fields are nil, and %s is not a pointer to a struct whose db tags could name them; set both", t)
 	}
 	var (
 		columns []string
@@ -41,7 +41,7 @@ func taggedFields[T aggregate.Aggregate]() ([]string, func(T) []any, error) {
 	}
 	walk(t.Elem(), nil)
 	if len(columns) == 0 {
-		return nil, nil, fmt.Errorf("keel: TableConfig.Columns and Fields are nil, and %s has no fields tagged `db:\"column\"`; tag them or set both", t.Elem())
+		return nil, nil, dialect.Invalid("TableConfig.Columns and Fields are nil, and %s has no fields tagged `db:\"column\"`; tag them or set both", t.Elem())
 	}
 	fields := func(a T) []any {
 		v := reflect.ValueOf(a).Elem()

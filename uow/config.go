@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/keel-go/keel/internal/dialect"
 )
 
 // Policy says what a unit of work does when it changes more than one
@@ -36,11 +38,6 @@ func (p Policy) String() string {
 
 // Config configures a Runner. The zero value is ready to use.
 type Config struct {
-	// Dialect is "sqlite" or "postgres". If empty, it is detected from the
-	// database driver.
-	Dialect string
-	// TablePrefix is prepended to keel's table names. If empty, "keel_" is used.
-	TablePrefix string
 	// MaxAttempts bounds how many times Do runs fn when it fails with a
 	// version conflict or a transient database error (serialization failure,
 	// deadlock, busy SQLite). If zero, the default is 10. One means no retry.
@@ -57,20 +54,14 @@ type Config struct {
 	// TxOptions are passed to BeginTx. If nil, the database default is used.
 	TxOptions *sql.TxOptions
 	// Logger receives warnings (WarnMultiple) and retry notices at debug
-	// level. If nil, slog.Default() is used.
+	// level. If nil, the store's logger is used.
 	Logger *slog.Logger
-	// DisableNotify stops the unit from sending a PostgreSQL notification
-	// with its outbox rows. Leave it false when relays run in other
-	// processes: the notification wakes them at commit. Set it when every
-	// relay runs in this process and is woken by an AfterCommit hook, to save
-	// the notification's cost at commit. It has no effect on SQLite.
-	DisableNotify bool
 	// MaxHandlerDepth bounds how many rounds of in-transaction handlers may
 	// run when handlers record further events. If zero, 8.
 	MaxHandlerDepth int
 }
 
-func (c *Config) setDefaults() {
+func (c *Config) setDefaults(log *slog.Logger) {
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 10
 	}
@@ -81,7 +72,7 @@ func (c *Config) setDefaults() {
 		c.MaxBackoff = 100 * time.Millisecond
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = log
 	}
 	if c.MaxHandlerDepth == 0 {
 		c.MaxHandlerDepth = 8
@@ -91,15 +82,15 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() error {
 	switch {
 	case c.MaxAttempts < 0:
-		return fmt.Errorf("keel: uow.Config.MaxAttempts is %d; use a positive number, or 0 for the default of 10", c.MaxAttempts)
+		return dialect.Invalid("uow.Config.MaxAttempts is %d; use a positive number, or 0 for the default of 10", c.MaxAttempts)
 	case c.MinBackoff < 0 || c.MaxBackoff < 0:
-		return fmt.Errorf("keel: uow.Config backoff durations must not be negative (MinBackoff %v, MaxBackoff %v)", c.MinBackoff, c.MaxBackoff)
+		return dialect.Invalid("uow.Config backoff durations must not be negative (MinBackoff %v, MaxBackoff %v)", c.MinBackoff, c.MaxBackoff)
 	case c.MaxBackoff < c.MinBackoff:
-		return fmt.Errorf("keel: uow.Config.MaxBackoff (%v) is less than MinBackoff (%v); raise MaxBackoff", c.MaxBackoff, c.MinBackoff)
+		return dialect.Invalid("uow.Config.MaxBackoff (%v) is less than MinBackoff (%v); raise MaxBackoff", c.MaxBackoff, c.MinBackoff)
 	case c.MultiAggregate < AllowMultiple || c.MultiAggregate > RefuseMultiple:
-		return fmt.Errorf("keel: uow.Config.MultiAggregate is %v; use AllowMultiple, WarnMultiple or RefuseMultiple", c.MultiAggregate)
+		return dialect.Invalid("uow.Config.MultiAggregate is %v; use AllowMultiple, WarnMultiple or RefuseMultiple", c.MultiAggregate)
 	case c.MaxHandlerDepth < 0:
-		return fmt.Errorf("keel: uow.Config.MaxHandlerDepth is %d; use a positive number, or 0 for the default of 8", c.MaxHandlerDepth)
+		return dialect.Invalid("uow.Config.MaxHandlerDepth is %d; use a positive number, or 0 for the default of 8", c.MaxHandlerDepth)
 	}
 	return nil
 }

@@ -7,9 +7,6 @@ import (
 	"github.com/keel-go/keel/internal/dialect"
 )
 
-// ErrNotMigrated is returned when keel's tables are missing; run outbox.Migrate.
-var ErrNotMigrated = dialect.ErrNotMigrated
-
 // ErrMultipleAggregates is returned, under RefuseMultiple, by a unit that
 // changed more than one aggregate.
 var ErrMultipleAggregates = errors.New("keel: unit of work changed more than one aggregate")
@@ -29,7 +26,7 @@ type DuplicateError struct {
 
 // Error describes the duplicate.
 func (e *DuplicateError) Error() string {
-	return fmt.Sprintf("keel: command with idempotency key %q already applied", e.Key)
+	return fmt.Sprintf("keel: command with idempotency key %s already applied", dialect.Quote(e.Key))
 }
 
 // Is reports whether target is ErrDuplicate.
@@ -39,7 +36,10 @@ func (e *DuplicateError) Is(target error) bool { return target == ErrDuplicate }
 // events past Config.MaxHandlerDepth rounds, which usually means a cycle.
 var ErrHandlerDepth = errors.New("keel: in-transaction handlers recursed too deep")
 
-// HandlerError wraps the error of an in-transaction handler.
+// HandlerError is the failure of one event handler on one message: an
+// in-transaction handler (Handle), whose error rolls back its unit, or an
+// asynchronous one (dispatch.Handle), whose unit rolled back alone and which
+// runs again when the message is redelivered.
 type HandlerError struct {
 	// Handler is the name the handler was registered with.
 	Handler string
@@ -47,7 +47,7 @@ type HandlerError struct {
 	Event string
 	// MessageID is the event's message id.
 	MessageID string
-	// Err is what the handler returned.
+	// Err is what the handler (or its unit of work) returned.
 	Err error
 }
 

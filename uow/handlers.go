@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/keel-go/keel/aggregate"
+	"github.com/keel-go/keel/internal/aggstate"
 )
 
 // HandlerFunc is an in-transaction event handler: it runs inside the unit's
@@ -67,12 +68,12 @@ func (t *Tx) runHandlers(ctx context.Context, md aggregate.Metadata, hasMD bool)
 	for round := 0; ; round++ {
 		ends = ends[:0]
 		for _, tr := range t.tracked {
-			ends = append(ends, len(aggregate.Pending(tr.a)))
+			ends = append(ends, len(pending(tr.a)))
 		}
 		progressed := false
 		for i, end := range ends {
 			for t.tracked[i].seen < end {
-				env := aggregate.Pending(t.tracked[i].a)[t.tracked[i].seen]
+				env := pending(t.tracked[i].a)[t.tracked[i].seen]
 				t.tracked[i].seen++
 				progressed = true
 				hs := t.r.handlers[env.Name]
@@ -108,9 +109,6 @@ func (t *Tx) runHandlers(ctx context.Context, md aggregate.Metadata, hasMD bool)
 // tracked aggregate.
 func (t *Tx) stamp(md aggregate.Metadata) {
 	for i := range t.tracked {
-		pending := aggregate.Pending(t.tracked[i].a)
-		for ; t.tracked[i].stamped < len(pending); t.tracked[i].stamped++ {
-			pending[t.tracked[i].stamped].ApplyMetadata(md)
-		}
+		t.tracked[i].stamped = aggstate.Stamp(t.tracked[i].a, t.tracked[i].stamped, md)
 	}
 }

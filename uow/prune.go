@@ -19,20 +19,17 @@ const DefaultPruneBatch = 1000
 // processes at once.
 func (r *Runner) PruneIdempotencyKeys(ctx context.Context, olderThan time.Duration, batch int) (int64, error) {
 	if olderThan <= 0 {
-		return 0, fmt.Errorf("keel: PruneIdempotencyKeys: olderThan is %v; pass how long keys must be kept, such as 7*24*time.Hour", olderThan)
+		return 0, dialect.Invalid("PruneIdempotencyKeys: olderThan is %v; pass how long keys must be kept, such as 7*24*time.Hour", olderThan)
 	}
 	if batch < 0 {
-		return 0, fmt.Errorf("keel: PruneIdempotencyKeys: batch is %d; pass a positive size, or 0 for %d", batch, DefaultPruneBatch)
+		return 0, dialect.Invalid("PruneIdempotencyKeys: batch is %d; pass a positive size, or 0 for %d", batch, DefaultPruneBatch)
 	}
 	if batch == 0 {
 		batch = DefaultPruneBatch
 	}
-	table := r.prefix + "idempotency"
-	query := r.d.Rebind("DELETE FROM " + table + " WHERE key IN (SELECT key FROM " + table +
-		" WHERE created_at < ? ORDER BY created_at LIMIT ?)")
-	n, err := dialect.DeleteInBatches(ctx, r.db, query, r.d.Time(time.Now().Add(-olderThan)), batch)
+	n, err := dialect.DeleteInBatches(ctx, r.db, r.idemPrune, r.d.Time(time.Now().Add(-olderThan)), batch)
 	if err != nil {
-		err = fmt.Errorf("keel: prune idempotency keys: %w", dialect.MissingTable(err, table))
+		err = fmt.Errorf("keel: prune idempotency keys: %w", dialect.WrapMissing(r.d, err, r.idemTable))
 	}
 	return n, err
 }

@@ -5,79 +5,86 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"log/slog"
 	"time"
 
 	"github.com/keel-go/keel/aggregate"
+	"github.com/keel-go/keel/internal/aggstate"
+	"github.com/keel-go/keel/internal/backoff"
 	"github.com/keel-go/keel/internal/dialect"
 	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/repository"
+	"github.com/keel-go/keel/store"
 )
 
 // Runner runs units of work against one database. Create it once with New
 // and share it; it is safe for concurrent use once its handlers and hooks
 // are registered.
 type Runner struct {
+	st       *store.Store
 	db       *sql.DB
-	d        *dialect.Dialect
-	prefix   string
+	d        dialect.Dialect
 	cfg      Config
+	retries  backoff.Policy
 	ob       *outbox.Outbox
 	handlers map[string][]handler
 	hooks    []func(ctx context.Context, msgs []outbox.Message)
 
+	idemTable  string
 	idemInsert string
 	idemSelect string
 	idemResult string
+	idemPrune  string
 }
 
-// New returns a Runner over db. It validates cfg but does not touch the
-// database; missing tables are reported, wrapping ErrNotMigrated, by the
-// first unit that needs them.
-func New(db *sql.DB, cfg Config) (*Runner, error) {
-	if db == nil {
-		return nil, errors.New("keel: uow.New: nil *sql.DB; pass an open database handle")
+// New returns a Runner over st's database. It checks cfg but does not touch
+// the database; missing tables are reported, wrapping
+// store.ErrNotMigrated, by the first unit that needs them.
+func New(st *store.Store, cfg Config) (*Runner, error) {
+	if st == nil {
+		return nil, dialect.Invalid("uow.New: nil *store.Store; pass the store from store.Open")
 	}
-	cfg.setDefaults()
+	cfg.setDefaults(st.Logger())
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	ob, err := outbox.New(db, outbox.Config{Dialect: cfg.Dialect, TablePrefix: cfg.TablePrefix, DisableNotify: cfg.DisableNotify})
+	ob, err := outbox.New(st)
 	if err != nil {
 		return nil, err
 	}
-	d, err := dialect.ByName(ob.Dialect())
-	if err != nil {
-		return nil, err
-	}
-	prefix, _ := dialect.Prefix(cfg.TablePrefix)
-	idem := prefix + "idempotency"
+	d := st.Dialect()
+	q := dialect.Render(d, d.SQL(), st.TablePrefix())
+	idem := st.Table("idempotency")
 	return &Runner{
-		db:         db,
+		st:         st,
+		db:         st.DB(),
 		d:          d,
-		prefix:     prefix,
 		cfg:        cfg,
+		retries:    backoff.Policy{Base: cfg.MinBackoff, Max: cfg.MaxBackoff, Jitter: backoff.Full},
 		ob:         ob,
 		handlers:   map[string][]handler{},
-		idemInsert: d.Rebind("INSERT INTO " + idem + " (key, created_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"),
-		idemSelect: d.Rebind("SELECT result FROM " + idem + " WHERE key = ?"),
-		idemResult: d.Rebind("UPDATE " + idem + " SET result = ? WHERE key = ?"),
+		idemTable:  idem,
+		idemInsert: d.Rebind(d.InsertIfAbsent(idem, []string{"key", "created_at"}, []string{"key"})),
+		idemSelect: q.IdemSelect,
+		idemResult: q.IdemResult,
+		idemPrune:  q.IdemPrune,
 	}, nil
 }
 
 // Outbox returns the outbox the Runner writes to.
 func (r *Runner) Outbox() *outbox.Outbox { return r.ob }
 
-// TablePrefix returns the prefix of keel's table names, such as "keel_".
-func (r *Runner) TablePrefix() string { return r.prefix }
+// Store returns the store the Runner was created with.
+func (r *Runner) Store() *store.Store { return r.st }
 
-// DB returns the database the Runner was created with.
-func (r *Runner) DB() *sql.DB { return r.db }
+// Logger returns the Runner's logger, from Config.Logger or the store.
+func (r *Runner) Logger() *slog.Logger { return r.cfg.Logger }
 
 // AfterCommit registers a hook called after every unit that committed,
 // with the messages it wrote to the outbox (possibly none). Hooks run on
-// the committing goroutine, so keep them short: waking a relay with
-// Relay.Notify is the intended use. Register hooks before the Runner is used.
+// the committing goroutine, so keep them short. Relays of the Runner's
+// store need no hook: a unit that wrote messages wakes them itself. Register
+// hooks before the Runner is used.
 func (r *Runner) AfterCommit(hook func(ctx context.Context, msgs []outbox.Message)) {
 	r.hooks = append(r.hooks, hook)
 }
@@ -109,7 +116,10 @@ func (r *Runner) Do(ctx context.Context, fn func(ctx context.Context, tx *Tx) er
 // waits for the first to commit or roll back.
 func (r *Runner) DoIdempotent(ctx context.Context, key string, fn func(ctx context.Context, tx *Tx) error) error {
 	if key == "" {
-		return errors.New("keel: DoIdempotent: empty idempotency key; pass a client-chosen command id")
+		return dialect.Invalid("DoIdempotent: empty idempotency key; pass a client-chosen command id")
+	}
+	if err := dialect.CheckText("DoIdempotent: the idempotency key", key, dialect.MaxIDBytes); err != nil {
+		return dialect.Invalid("%v", err)
 	}
 	return r.retry(ctx, func() error { return r.once(ctx, key, fn) })
 }
@@ -119,11 +129,12 @@ func (r *Runner) DoIdempotent(ctx context.Context, key string, fn func(ctx conte
 // back. When fn returns nil, Join runs the in-transaction handlers and
 // writes the outbox rows into tx, then marks the events committed. Join does
 // not retry (the caller owns the transaction) and does not run AfterCommit
-// hooks (it cannot see the commit); on PostgreSQL the relay is still woken
-// by the notification sent at commit, and polling covers SQLite.
+// hooks (it cannot see the commit); on PostgreSQL the relays are still woken
+// by the notification sent at commit, elsewhere by polling, and a caller
+// can wake this process's relays with Store.Notify once it has committed.
 func (r *Runner) Join(ctx context.Context, tx Conn, fn func(ctx context.Context, tx *Tx) error) error {
 	if tx == nil {
-		return errors.New("keel: uow.Join: nil transaction")
+		return dialect.Invalid("uow.Join: nil transaction; pass the *sql.Tx or *sqlx.Tx to write into")
 	}
 	t := &Tx{conn: tx, r: r}
 	if err := fn(ctx, t); err != nil {
@@ -133,7 +144,7 @@ func (r *Runner) Join(ctx context.Context, tx Conn, fn func(ctx context.Context,
 		return err
 	}
 	for _, tr := range t.tracked {
-		aggregate.MarkCommitted(tr.a)
+		aggstate.MarkCommitted(tr.a)
 	}
 	return nil
 }
@@ -144,44 +155,23 @@ func (r *Runner) retry(ctx context.Context, run func() error) error {
 		if err == nil {
 			return nil
 		}
-		if !retryable(err) {
+		if !r.retryable(err) {
 			return err
 		}
 		if attempt >= r.cfg.MaxAttempts {
 			return fmt.Errorf("keel: unit of work gave up after %d attempts: %w", attempt, err)
 		}
 		r.cfg.Logger.DebugContext(ctx, "keel: retrying unit of work", "attempt", attempt, "err", err)
-		if err := sleep(ctx, r.backoff(attempt)); err != nil {
+		if err := backoff.Sleep(ctx, r.retries.Delay(attempt)); err != nil {
 			return fmt.Errorf("keel: unit of work cancelled while retrying: %w", errors.Join(err, context.Cause(ctx)))
 		}
 	}
 }
 
-func retryable(err error) bool {
-	return errors.Is(err, repository.ErrConflict) || dialect.IsTransient(err)
-}
-
-// backoff is "full jitter": uniform in [0, min(max, base*2^(attempt-1))].
-func (r *Runner) backoff(attempt int) time.Duration {
-	ceiling := r.cfg.MinBackoff << min(attempt-1, 20)
-	if ceiling <= 0 || ceiling > r.cfg.MaxBackoff {
-		ceiling = r.cfg.MaxBackoff
-	}
-	return time.Duration(rand.Int64N(int64(ceiling) + 1))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+// retryable reports whether a unit that failed with err may succeed if run
+// again: a version conflict, or a transient database error.
+func (r *Runner) retryable(err error) bool {
+	return errors.Is(err, repository.ErrConflict) || r.d.Classify(err) == dialect.Transient
 }
 
 func (r *Runner) once(ctx context.Context, key string, fn func(ctx context.Context, tx *Tx) error) (err error) {
@@ -228,7 +218,10 @@ func (r *Runner) once(ctx context.Context, key string, fn func(ctx context.Conte
 	}
 	committed = true
 	for _, tr := range t.tracked {
-		aggregate.MarkCommitted(tr.a)
+		aggstate.MarkCommitted(tr.a)
+	}
+	if len(t.written) > 0 {
+		r.st.Notify()
 	}
 	for _, h := range r.hooks {
 		h(ctx, t.written)
@@ -238,13 +231,15 @@ func (r *Runner) once(ctx context.Context, key string, fn func(ctx context.Conte
 
 func (r *Runner) claimKey(ctx context.Context, t *Tx, key string) error {
 	res, err := t.conn.ExecContext(ctx, r.idemInsert, key, r.d.Time(time.Now()))
-	if err != nil {
-		return fmt.Errorf("keel: record idempotency key: %w", dialect.MissingTable(err, "idempotency"))
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 1 {
-		return nil
+	switch {
+	case err != nil && r.d.Classify(err) != dialect.KeyConflict:
+		return fmt.Errorf("keel: record idempotency key: %w", dialect.WrapMissing(r.d, err, r.idemTable))
+	case err == nil:
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 1 {
+			return nil
+		}
 	}
 	var result []byte
 	if err := t.conn.QueryRowContext(ctx, r.idemSelect, key).Scan(&result); err != nil {
@@ -272,14 +267,14 @@ func (r *Runner) flush(ctx context.Context, t *Tx) error {
 	}
 	n := len(t.extra)
 	for _, tr := range t.tracked {
-		n += len(aggregate.Pending(tr.a))
+		n += len(pending(tr.a))
 	}
 	if n == 0 {
 		return nil
 	}
 	msgs := make([]outbox.Message, 0, n)
 	for _, tr := range t.tracked {
-		for _, env := range aggregate.Pending(tr.a) {
+		for _, env := range pending(tr.a) {
 			m, err := outbox.FromEnvelope(env)
 			if err != nil {
 				return err
@@ -301,4 +296,9 @@ func (r *Runner) flush(ctx context.Context, t *Tx) error {
 	}
 	t.written = msgs
 	return nil
+}
+
+// pending returns a tracked aggregate's pending events, not copied.
+func pending(a aggregate.Aggregate) []aggregate.Envelope {
+	return aggstate.Pending(a).([]aggregate.Envelope)
 }

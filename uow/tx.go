@@ -6,6 +6,7 @@ import (
 
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
 )
 
 // Conn is what a unit of work needs of a transaction. *sql.Tx and *sqlx.Tx
@@ -56,8 +57,9 @@ func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sq
 // whatever was passed to Join.
 func (t *Tx) Conn() Conn { return t.conn }
 
-// Dialect returns the name of the SQL dialect, "sqlite" or "postgres".
-func (t *Tx) Dialect() string { return t.r.d.Name }
+// Store returns the store of the unit's Runner: its Dialect rebinds the
+// placeholders of statements a function runs through the Tx.
+func (t *Tx) Store() *store.Store { return t.r.st }
 
 // Track registers a saved aggregate with the unit, so that its pending
 // events are written to the outbox at commit. Repositories call it after

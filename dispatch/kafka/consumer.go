@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/keel-go/keel/internal/backoff"
 	"github.com/keel-go/keel/outbox"
 )
 
@@ -45,6 +44,7 @@ func (f HandlerFunc) Deliver(ctx context.Context, m outbox.Message) error { retu
 // GroupID (up to one per partition).
 type Consumer struct {
 	cfg       ConsumerConfig
+	retry     backoff.Policy
 	h         Handler
 	r         *kafkago.Reader
 	dlq       *kafkago.Writer
@@ -69,7 +69,7 @@ func NewConsumer(cfg ConsumerConfig, h Handler) (*Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Consumer{cfg: cfg, h: h, log: cfg.Logger}
+	c := &Consumer{cfg: cfg, h: h, log: cfg.Logger, retry: backoff.Policy{Base: cfg.RetryBackoff, Max: cfg.MaxRetryBackoff}}
 	c.r = kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:     cfg.Brokers,
 		GroupID:     cfg.GroupID,
@@ -133,7 +133,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			failures++
 			c.log.Warn("keel: kafka fetch failed; retrying", "group", c.cfg.GroupID, "failures", failures, "err", err)
-			if sleep(ctx, c.backoff(failures)) != nil {
+			if backoff.Sleep(ctx, c.retry.Delay(failures)) != nil {
 				return nil
 			}
 			continue
@@ -168,7 +168,7 @@ func (c *Consumer) handle(ctx context.Context, km *kafkago.Message) error {
 		}
 		c.log.Debug("keel: kafka handler failed; retrying", "id", m.ID, "topic", km.Topic,
 			"partition", km.Partition, "offset", km.Offset, "attempt", attempt, "err", err)
-		if err := sleep(ctx, c.backoff(attempt)); err != nil {
+		if err := backoff.Sleep(ctx, c.retry.Delay(attempt)); err != nil {
 			return err
 		}
 	}
@@ -185,29 +185,6 @@ func (c *Consumer) handle(ctx context.Context, km *kafkago.Message) error {
 			"topic", km.Topic, "partition", km.Partition, "offset", km.Offset, "err", err)
 	}
 	return nil
-}
-
-// backoff returns the delay after the given failed attempt: RetryBackoff
-// doubled per earlier failure, capped at MaxRetryBackoff, with "equal
-// jitter" (a random point in the upper half).
-func (c *Consumer) backoff(attempt int) time.Duration {
-	d := c.cfg.RetryBackoff
-	for i := 1; i < attempt && d < c.cfg.MaxRetryBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, c.cfg.MaxRetryBackoff)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Close stops Run, abandoning the message in hand (it is not committed, so

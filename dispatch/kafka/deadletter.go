@@ -10,6 +10,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/keel-go/keel/internal/backoff"
 	"github.com/keel-go/keel/outbox"
 )
 
@@ -44,7 +45,7 @@ func (c *Consumer) deadLetter(ctx context.Context, km *kafkago.Message, m *outbo
 			return err
 		}
 		c.log.Error("keel: kafka dead-letter write failed; retrying, partition held", "id", m.ID, "dlq", rec.Topic, "try", try, "err", err)
-		if err := sleep(ctx, c.backoff(try)); err != nil {
+		if err := backoff.Sleep(ctx, c.retry.Delay(try)); err != nil {
 			return err
 		}
 	}

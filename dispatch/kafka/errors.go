@@ -7,15 +7,13 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
 )
 
-// ErrInvalidConfig is wrapped by NewPublisher and NewConsumer for a
-// configuration field they cannot use; the message names the field and the
-// fix.
-var ErrInvalidConfig = errors.New("keel: invalid kafka configuration")
-
+// invalid returns an error wrapping store.ErrInvalidConfig, for a
+// configuration field NewPublisher or NewConsumer cannot use.
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+	return fmt.Errorf("%w: "+format, append([]any{store.ErrInvalidConfig}, args...)...)
 }
 
 // permanentCodes are broker errors that sending the same record again

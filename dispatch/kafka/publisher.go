@@ -70,12 +70,6 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 // ErrClosed is returned by Publish after Close.
 var ErrClosed = errors.New("keel: kafka publisher is closed")
 
-// errHeld is the error of a message left unsent because an earlier message
-// of its key in the same batch failed: sending it would put the key's
-// messages out of order in the partition. The relay retries it after the
-// failed one, without counting an attempt.
-var errHeld = fmt.Errorf("keel: kafka: not sent: an earlier message of the same key failed (%w)", outbox.ErrNotAttempted)
-
 // Publish writes batch to Kafka and returns when every record is
 // acknowledged by all in-sync replicas (acks=all), or has failed.
 //
@@ -109,16 +103,14 @@ func (p *Publisher) Publish(ctx context.Context, batch []outbox.Message) error {
 	errs := make([]error, len(batch))
 	recs := make([]kafkago.Message, len(batch))
 	sizes := make([]int64, len(batch))
-	keys := make([]string, len(batch))
-	var failedKeys map[string]bool
+	var hold outbox.HoldBack
 	groups := map[string][]int{}
 	var topics []string
 	now := time.Now()
 	for i := range batch {
 		m := &batch[i]
-		keys[i] = m.PartitionKey()
-		if failedKeys[keys[i]] {
-			errs[i] = errHeld
+		if err := hold.Check(m); err != nil {
+			errs[i] = err
 			continue
 		}
 		topic, err := p.topic(m)
@@ -131,10 +123,7 @@ func (p *Publisher) Publish(ctx context.Context, batch []outbox.Message) error {
 		}
 		if err != nil {
 			errs[i] = err
-			if failedKeys == nil {
-				failedKeys = map[string]bool{}
-			}
-			failedKeys[keys[i]] = true
+			hold.Fail(m)
 			continue
 		}
 		if _, ok := groups[topic]; !ok {
@@ -145,11 +134,11 @@ func (p *Publisher) Publish(ctx context.Context, batch []outbox.Message) error {
 
 	// Topics are independent: a missing topic fails its own messages only.
 	if len(topics) == 1 {
-		p.writeTopic(ctx, topics[0], groups[topics[0]], recs, sizes, keys, errs)
+		p.writeTopic(ctx, topics[0], groups[topics[0]], batch, recs, sizes, errs)
 	} else {
 		var wg sync.WaitGroup
 		for _, t := range topics {
-			wg.Go(func() { p.writeTopic(ctx, t, groups[t], recs, sizes, keys, errs) })
+			wg.Go(func() { p.writeTopic(ctx, t, groups[t], batch, recs, sizes, errs) })
 		}
 		wg.Wait()
 	}
@@ -159,8 +148,8 @@ func (p *Publisher) Publish(ctx context.Context, batch []outbox.Message) error {
 // writeTopic writes the messages at idx, all for topic, in rounds, setting
 // errs for the ones that fail. Goroutines for different topics touch
 // disjoint elements of the shared slices.
-func (p *Publisher) writeTopic(ctx context.Context, topic string, idx []int, recs []kafkago.Message, sizes []int64, keys []string, errs []error) {
-	var failed map[string]bool
+func (p *Publisher) writeTopic(ctx context.Context, topic string, idx []int, batch []outbox.Message, recs []kafkago.Message, sizes []int64, errs []error) {
+	var hold outbox.HoldBack
 	round := make([]kafkago.Message, 0, min(len(idx), p.cfg.BatchSize))
 	at := make([]int, 0, cap(round))
 	for next := 0; next < len(idx); {
@@ -168,8 +157,8 @@ func (p *Publisher) writeTopic(ctx context.Context, topic string, idx []int, rec
 		var bytes int64
 		for ; next < len(idx); next++ {
 			i := idx[next]
-			if failed[keys[i]] {
-				errs[i] = errHeld
+			if err := hold.Check(&batch[i]); err != nil {
+				errs[i] = err
 				continue
 			}
 			if len(round) == p.cfg.BatchSize || bytes+sizes[i] > p.cfg.BatchBytes {
@@ -211,10 +200,7 @@ func (p *Publisher) writeTopic(ctx context.Context, topic string, idx []int, rec
 			i := at[j]
 			errs[i] = wrapTopic(topic, werr)
 			last = errs[i]
-			if failed == nil {
-				failed = map[string]bool{}
-			}
-			failed[keys[i]] = true
+			hold.Fail(&batch[i])
 		}
 		if werrs.Count() == len(round) {
 			p.skipRest(idx[next:], "an earlier round failed: "+last.Error(), errs)
@@ -255,7 +241,7 @@ func result(errs []error) error {
 		switch {
 		case first == nil:
 			first = err
-		case err == errHeld:
+		case errors.Is(err, outbox.ErrHeldBack):
 			same = false // the relay must not count a held message as failed
 		case err != first && err.Error() != first.Error():
 			same = false

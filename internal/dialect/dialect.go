@@ -1,212 +1,108 @@
-// Package dialect holds what differs between the SQL databases keel supports:
-// placeholder style, column types, error classification and the embedded
-// migrations. Public packages resolve a *Dialect once, at construction, and
-// keep their statements in the neutral "?" form, rebinding them here.
+// Package dialect is the contract between keel's core packages and the SQL
+// databases it runs on. A dialect package (store/sqlite, store/postgres)
+// implements Dialect; the core packages (repository, uow, outbox, dispatch)
+// reach a database only through it and through the statements it renders,
+// so they never ask which database they are on.
+//
+// What every dialect shares (identifier rules, the timestamp scanner,
+// migration files, statement rendering, bounded deletes) lives here once.
 package dialect
 
 import (
+	"context"
 	"database/sql"
-	"errors"
-	"fmt"
-	"reflect"
-	"regexp"
-	"strconv"
-	"strings"
+	"io/fs"
 	"time"
 )
 
-// Names of the supported dialects, as accepted by ByName.
+// Dialect is one SQL database family.
+type Dialect interface {
+	// Name is the dialect's short name: "sqlite" or "postgres".
+	Name() string
+
+	// Rebind rewrites the "?" placeholders of query into the dialect's own
+	// style. Question marks inside quoted literals are left alone.
+	Rebind(query string) string
+
+	// Time converts t into the value stored in a timestamp column.
+	// Timestamp scans it back.
+	Time(t time.Time) any
+	// Int64s encodes a list of numbers as the single parameter that the
+	// "list" placeholders of the dialect's statements take.
+	Int64s(v []int64) any
+	// Strings is Int64s for a list of text values.
+	Strings(v []string) any
+	// Failures encodes the rows of the Fail statement as its parameters.
+	Failures(fs []Failure) ([]any, error)
+
+	// Classify says what kind of failure a driver error is.
+	Classify(err error) Class
+	// ConstraintName returns the name of the violated constraint when the
+	// driver reports it, or "".
+	ConstraintName(err error) string
+
+	// Migrations returns the dialect's migration files: one NNNN_name.sql
+	// per version, with {{p}} standing for the table prefix.
+	Migrations() fs.FS
+	// BeginMigration serialises migrators on conn (a transaction, a lock)
+	// and returns the function that ends it, committing when commit is true.
+	BeginMigration(ctx context.Context, conn *sql.Conn, prefix string) (end func(commit bool) error, err error)
+
+	// SQL returns keel's statements for this dialect, with {p} standing for
+	// the table prefix and "?" for placeholders; Render completes them.
+	SQL() SQL
+
+	// InsertIfAbsent returns an INSERT of one row into table that does
+	// nothing when a row with the same key columns exists: it either
+	// affects no row or fails with an error that Classify reports as
+	// KeyConflict. Any other unique constraint still fails as Unique.
+	InsertIfAbsent(table string, columns, key []string) string
+	// ForUpdate is appended to a single-row SELECT to lock the row until the
+	// transaction ends; "" where the database locks otherwise.
+	ForUpdate() string
+	// MaxInsertRows bounds the rows of one multi-row INSERT into the outbox.
+	MaxInsertRows() int
+}
+
+// Notifier is implemented by dialects whose database can carry a wake-up
+// to other processes in the same statement as the outbox INSERT, delivered
+// at commit (PostgreSQL's pg_notify).
+type Notifier interface {
+	// WithNotify wraps insert so that it also notifies the channel given as
+	// one more parameter, after the INSERT's own.
+	WithNotify(insert string) string
+	// Notify is a statement that notifies the channel given as its only
+	// parameter, for wake-ups that ride on no INSERT (a requeue).
+	Notify() string
+}
+
+// Class is the kind of a driver error, as far as keel cares.
+type Class int
+
+// Error classes.
 const (
-	SQLite   = "sqlite"
-	Postgres = "postgres"
+	// Other is any error keel has no special handling for.
+	Other Class = iota
+	// Unique is a violated unique or primary-key constraint.
+	Unique
+	// KeyConflict is a duplicate key reported by an InsertIfAbsent statement
+	// that fails instead of affecting no row.
+	KeyConflict
+	// ForeignKey is a violated foreign-key constraint.
+	ForeignKey
+	// MissingTable says a table does not exist.
+	MissingTable
+	// Transient is a serialization failure, a deadlock or a busy database:
+	// the transaction may succeed if run again.
+	Transient
 )
 
-// DefaultPrefix is the table-name prefix used when a configuration leaves it empty.
-const DefaultPrefix = "keel_"
-
-// Dialect describes one SQL database family.
-type Dialect struct {
-	// Name is SQLite or Postgres.
-	Name string
-}
-
-var (
-	sqliteDialect   = &Dialect{Name: SQLite}
-	postgresDialect = &Dialect{Name: Postgres}
-)
-
-// ErrUnknownDialect is returned when a dialect cannot be named or detected.
-var ErrUnknownDialect = errors.New("keel: unknown SQL dialect")
-
-// ByName returns the dialect called name ("sqlite" or "postgres"; "sqlite3",
-// "pgx" and "postgresql" are accepted as aliases).
-func ByName(name string) (*Dialect, error) {
-	switch strings.ToLower(name) {
-	case "sqlite", "sqlite3":
-		return sqliteDialect, nil
-	case "postgres", "postgresql", "pgx", "pq":
-		return postgresDialect, nil
-	}
-	return nil, fmt.Errorf("%w %q: use %q or %q", ErrUnknownDialect, name, SQLite, Postgres)
-}
-
-// Resolve returns the dialect named by override, or, when override is empty,
-// the one detected from db's driver.
-func Resolve(db *sql.DB, override string) (*Dialect, error) {
-	if override != "" {
-		return ByName(override)
-	}
-	if db == nil {
-		return nil, errors.New("keel: nil *sql.DB; pass an open database handle")
-	}
-	return Detect(db)
-}
-
-// Detect inspects db's driver type. It recognises mattn/go-sqlite3, lib/pq and
-// the pgx stdlib driver without importing them.
-func Detect(db *sql.DB) (*Dialect, error) {
-	t := reflect.TypeOf(db.Driver())
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	pkg := t.PkgPath()
-	switch {
-	case strings.Contains(pkg, "sqlite"):
-		return sqliteDialect, nil
-	case strings.HasSuffix(pkg, "lib/pq"), strings.Contains(pkg, "jackc/pgx"):
-		return postgresDialect, nil
-	}
-	return nil, fmt.Errorf("%w: cannot tell the dialect of driver %s.%s; set the Dialect field of the configuration to %q or %q",
-		ErrUnknownDialect, pkg, t.Name(), SQLite, Postgres)
-}
-
-// IsPostgres reports whether d is the PostgreSQL dialect.
-func (d *Dialect) IsPostgres() bool { return d.Name == Postgres }
-
-// Rebind rewrites the "?" placeholders of query into the dialect's style.
-// Question marks inside single-quoted literals are left alone.
-func (d *Dialect) Rebind(query string) string {
-	if d.Name != Postgres {
-		return query
-	}
-	var b strings.Builder
-	b.Grow(len(query) + 16)
-	n, quoted := 0, false
-	for i := 0; i < len(query); i++ {
-		c := query[i]
-		switch {
-		case c == '\'':
-			quoted = !quoted
-			b.WriteByte(c)
-		case c == '?' && !quoted:
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-// Placeholder returns the i-th (1-based) placeholder.
-func (d *Dialect) Placeholder(i int) string {
-	if d.Name == Postgres {
-		return "$" + strconv.Itoa(i)
-	}
-	return "?"
-}
-
-// Time converts t into the value stored in a timestamp column: TIMESTAMPTZ on
-// PostgreSQL, integer Unix microseconds on SQLite.
-func (d *Dialect) Time(t time.Time) any {
-	if d.Name == Postgres {
-		return t.UTC()
-	}
-	return t.UnixMicro()
-}
-
-// NullTime is Time for a nullable column; the zero time becomes NULL.
-func (d *Dialect) NullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return d.Time(t)
-}
-
-// Timestamp scans a timestamp column written by Dialect.Time, whatever the
-// dialect. NULL scans as the zero time.
-type Timestamp struct{ time.Time }
-
-// Scan implements sql.Scanner.
-func (ts *Timestamp) Scan(src any) error {
-	switch v := src.(type) {
-	case nil:
-		ts.Time = time.Time{}
-	case time.Time:
-		ts.Time = v.UTC()
-	case int64:
-		ts.Time = time.UnixMicro(v).UTC()
-	case []byte:
-		return ts.parse(string(v))
-	case string:
-		return ts.parse(v)
-	default:
-		return fmt.Errorf("keel: cannot scan %T into a timestamp", src)
-	}
-	return nil
-}
-
-func (ts *Timestamp) parse(s string) error {
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		ts.Time = time.UnixMicro(n).UTC()
-		return nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			ts.Time = t.UTC()
-			return nil
-		}
-	}
-	return fmt.Errorf("keel: cannot parse timestamp %q", s)
-}
-
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
-
-// ErrBadIdentifier is wrapped by ValidateIdent and ValidatePrefix.
-var ErrBadIdentifier = errors.New("keel: invalid SQL identifier")
-
-// ValidateIdent checks that name is a plain SQL identifier: a letter or
-// underscore followed by letters, digits or underscores, at most 63 bytes.
-// what says which setting the name came from, for the error message.
-func ValidateIdent(what, name string) error {
-	if !identRE.MatchString(name) {
-		return fmt.Errorf("%w: %s %q must match [A-Za-z_][A-Za-z0-9_]* (at most 63 characters); schema-qualify tables through the PostgreSQL search_path instead", ErrBadIdentifier, what, name)
-	}
-	return nil
-}
-
-// QualifiedIdent allows an optional "schema." in front of an identifier.
-func ValidateQualifiedIdent(what, name string) error {
-	parts := strings.Split(name, ".")
-	if len(parts) > 2 {
-		return fmt.Errorf("%w: %s %q has more than one dot", ErrBadIdentifier, what, name)
-	}
-	for _, p := range parts {
-		if !identRE.MatchString(p) {
-			return fmt.Errorf("%w: %s %q must be name or schema.name, each matching [A-Za-z_][A-Za-z0-9_]*", ErrBadIdentifier, what, name)
-		}
-	}
-	return nil
-}
-
-// Prefix returns prefix, or DefaultPrefix when empty, after validating it.
-func Prefix(prefix string) (string, error) {
-	if prefix == "" {
-		return DefaultPrefix, nil
-	}
-	if err := ValidateIdent("TablePrefix", prefix+"x"); err != nil || len(prefix) > 40 {
-		return "", fmt.Errorf("%w: TablePrefix %q must be letters, digits and underscores, start with a letter or underscore, and be at most 40 characters", ErrBadIdentifier, prefix)
-	}
-	return prefix, nil
+// Failure is one row of the Fail statement: an outbox row whose delivery
+// failed, its new state, its next attempt (or when it was parked) and the
+// error text.
+type Failure struct {
+	Seq    int64
+	State  int
+	NextAt time.Time
+	Err    string
 }

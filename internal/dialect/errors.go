@@ -2,101 +2,59 @@ package dialect
 
 import (
 	"errors"
-	"reflect"
-	"strings"
-
-	"github.com/lib/pq"
-	"github.com/mattn/go-sqlite3"
+	"fmt"
 )
 
-// sqlStater is implemented by lib/pq's *pq.Error and pgx's *pgconn.PgError.
-type sqlStater interface{ SQLState() string }
+// The errors below are keel's shared vocabulary. Package store exports each
+// under the same name; other packages wrap them.
+var (
+	// ErrNotMigrated is returned when keel's tables are missing or older
+	// than this version of keel needs.
+	ErrNotMigrated = errors.New("keel: schema not migrated; run Store.Migrate, or apply Store.Migrations with your migration tool")
+	// ErrInvalidConfig is wrapped by every constructor for an argument or
+	// configuration field it cannot use; the message names it and the fix.
+	ErrInvalidConfig = errors.New("keel: invalid configuration")
+)
 
-func sqlState(err error) string {
-	var s sqlStater
-	if errors.As(err, &s) {
-		return s.SQLState()
-	}
-	return ""
+// Invalid returns an error wrapping ErrInvalidConfig with a message built
+// from format and args.
+func Invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 }
 
-// IsUniqueViolation reports whether err is a violated unique or primary-key constraint.
-func IsUniqueViolation(err error) bool {
-	if err == nil {
-		return false
+// WrapMissing wraps err with ErrNotMigrated, naming table, when d
+// classifies it as a missing table; other errors are returned unchanged.
+func WrapMissing(d Dialect, err error, table string) error {
+	if err != nil && d.Classify(err) == MissingTable {
+		return fmt.Errorf("%w: table %s is missing: %v", ErrNotMigrated, table, err)
 	}
-	if sqlState(err) == "23505" {
-		return true
-	}
-	var se sqlite3.Error
-	if errors.As(err, &se) {
-		return se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey
-	}
-	return false
+	return err
 }
 
-// IsForeignKeyViolation reports whether err is a violated foreign-key constraint.
-func IsForeignKeyViolation(err error) bool {
-	if err == nil {
-		return false
-	}
-	if sqlState(err) == "23503" {
-		return true
-	}
-	var se sqlite3.Error
-	return errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintForeignKey
-}
+// errClosedText is the text of database/sql's unexported error for a
+// closed *sql.DB.
+const errClosedText = "sql: database is closed"
 
-// IsMissingTable reports whether err says a table does not exist.
-func IsMissingTable(err error) bool {
-	if err == nil {
-		return false
-	}
-	if sqlState(err) == "42P01" {
-		return true
-	}
-	return strings.Contains(err.Error(), "no such table")
-}
-
-// IsTransient reports whether err is a serialization failure, a deadlock or a
-// busy database: the transaction may succeed if run again.
-func IsTransient(err error) bool {
-	if err == nil {
-		return false
-	}
-	switch sqlState(err) {
-	case "40001", "40P01":
-		return true
-	}
-	var se sqlite3.Error
-	if errors.As(err, &se) {
-		return se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked
-	}
-	return false
-}
-
-// ConstraintName returns the name of the violated constraint when the driver
-// reports it (PostgreSQL does; SQLite reports the columns instead).
-func ConstraintName(err error) string {
-	var pqe *pq.Error
-	if errors.As(err, &pqe) {
-		return pqe.Constraint
-	}
-	// pgx's *pgconn.PgError, found without importing pgx.
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		v := reflect.ValueOf(e)
-		if v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct {
-			if f := v.Elem().FieldByName("ConstraintName"); f.IsValid() && f.Kind() == reflect.String {
-				return f.String()
+// IsClosed reports whether err says the *sql.DB was closed, which no retry
+// can fix.
+func IsClosed(err error) bool {
+	for e := err; e != nil; {
+		if e.Error() == errClosedText {
+			return true
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			e = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, x := range u.Unwrap() {
+				if IsClosed(x) {
+					return true
+				}
 			}
+			return false
+		default:
+			return false
 		}
 	}
-	var se sqlite3.Error
-	if errors.As(err, &se) {
-		// "UNIQUE constraint failed: table.column"
-		if i := strings.Index(se.Error(), "failed: "); i >= 0 {
-			return se.Error()[i+len("failed: "):]
-		}
-	}
-	return ""
+	return false
 }

@@ -1,7 +1,6 @@
 package testdb
 
 import (
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -9,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lib/pq"
-
-	"github.com/keel-go/keel/internal/dialect"
 	"github.com/keel-go/keel/outbox"
 )
 
@@ -27,43 +23,68 @@ func Logger() *slog.Logger {
 // FillKeys is how many partition keys FillOutbox spreads its rows over.
 const FillKeys = 1000
 
-// FillOutbox inserts n rows into keel_outbox straight in SQL, as pending
+// FillOutbox inserts n rows into the outbox straight in SQL, as pending
 // (state 0) or as delivered history (state 1), over FillKeys keys with
 // 100-byte payloads. It is setup for benchmarks, far faster than Enqueue for
 // a million rows. On PostgreSQL it then analyzes the table, as autovacuum
 // would soon after a bulk load: without statistics the planner takes a
 // million fresh rows for a few dozen.
-func FillOutbox(tb testing.TB, db *sql.DB, dialectName string, n, state int) {
+func FillOutbox(tb testing.TB, db DB, n, state int) {
 	tb.Helper()
 	parts := make([]int64, FillKeys)
 	for k := range parts {
 		parts[k] = int64(outbox.PartitionOf(fmt.Sprintf("key-%04d", k)))
 	}
 	tag := randomHex(4) + "-"
+	table := db.Table("outbox")
 	var err error
-	if dialectName == dialect.Postgres {
-		_, err = db.Exec(`INSERT INTO keel_outbox (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
+	if db.Setup.IsPostgres() {
+		_, err = db.SQL().Exec(`INSERT INTO `+table+` (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
 SELECT $1 || g, 'key-' || lpad((g % 1000)::text, 4, '0'), ($2::int[])[g % 1000 + 1], 'bench.event', g, convert_to(repeat('x', 100), 'UTF8'),
        now(), now(), $3::smallint, CASE WHEN $3::smallint = 1 THEN now() END
-FROM generate_series(1, $4) AS g`, tag, pq.Int64Array(parts), state, n)
+FROM generate_series(1, $4) AS g`, tag, db.Dialect().Int64s(parts), state, n)
 		if err == nil {
-			_, err = db.Exec("ANALYZE keel_outbox")
+			_, err = db.SQL().Exec("ANALYZE " + table)
 		}
 	} else {
 		js, _ := json.Marshal(parts)
 		now := time.Now().UnixMicro()
-		_, err = db.Exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?)
-INSERT INTO keel_outbox (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
+		_, err = db.SQL().Exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?)
+INSERT INTO `+table+` (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
 SELECT ? || i, 'key-' || printf('%04d', i % 1000), json_extract(?, '$[' || (i % 1000) || ']'), 'bench.event', i, zeroblob(100),
        ?, ?, ?, CASE WHEN ? = 1 THEN ? END
 FROM g`, n, tag, string(js), now, now, state, state, now)
 		if err == nil {
 			// Fold the bulk load's write-ahead log into the database, as the
 			// automatic checkpoints of a steadily written database keep doing.
-			_, err = db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+			_, err = db.SQL().Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 		}
 	}
 	if err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// Eventually polls cond every few milliseconds until it holds, failing the
+// test when timeout passes first.
+func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Count runs a COUNT query, written with "?" placeholders, and returns its
+// result.
+func Count(tb testing.TB, db DB, query string, args ...any) int {
+	tb.Helper()
+	var n int
+	if err := db.SQL().QueryRow(db.Dialect().Rebind(query), args...).Scan(&n); err != nil {
+		tb.Fatalf("%s: %v", query, err)
+	}
+	return n
 }

@@ -1,9 +1,12 @@
-// Package testdb opens real databases for keel's tests: a SQLite file in a
-// temporary directory, and PostgreSQL from KEEL_TEST_POSTGRES in a schema of
-// its own that is dropped when the test ends.
+// Package testdb opens real databases for keel's tests, through every
+// driver keel supports: SQLite files in a temporary directory through
+// mattn/go-sqlite3 and modernc.org/sqlite, and PostgreSQL from
+// KEEL_TEST_POSTGRES, in a schema of its own dropped when the test ends,
+// through lib/pq and through pgx.
 //
-// Without KEEL_TEST_POSTGRES the PostgreSQL tests skip and say why; when CI
+// Without KEEL_TEST_POSTGRES the PostgreSQL setups skip and say why; when CI
 // is set they fail instead, so a CI run can never pass without PostgreSQL.
+// Built without cgo, the mattn setup skips.
 package testdb
 
 import (
@@ -18,97 +21,205 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keel-go/keel/internal/dialect"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
-	_ "github.com/lib/pq"           // PostgreSQL driver
-	_ "github.com/mattn/go-sqlite3" // SQLite driver
+	"github.com/keel-go/keel/store"
+	"github.com/keel-go/keel/store/postgres"
+	"github.com/keel-go/keel/store/postgres/pgxlisten"
+	"github.com/keel-go/keel/store/postgres/pqlisten"
+	"github.com/keel-go/keel/store/sqlite"
+
+	_ "github.com/lib/pq"           // driver "postgres"
+	_ "github.com/mattn/go-sqlite3" // driver "sqlite3"
+	_ "modernc.org/sqlite"          // driver "sqlite"
 )
 
 // EnvPostgres names the environment variable holding a PostgreSQL URL.
 const EnvPostgres = "KEEL_TEST_POSTGRES"
 
-// SQLiteDSNOptions are the connection options keel recommends for SQLite:
-// WAL, a busy timeout, and transactions that take the write lock at BEGIN,
-// which turns lock-upgrade deadlocks into orderly waits.
-const SQLiteDSNOptions = "_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=on&_synchronous=NORMAL"
+// Setup is one way of reaching a database: a dialect through a driver.
+type Setup struct {
+	// Name names the setup in subtests: "sqlite-mattn", "sqlite-modernc",
+	// "postgres-pq" or "postgres-pgx".
+	Name string
+	// Dialect is "sqlite" or "postgres".
+	Dialect string
+	// Driver is the database/sql driver name.
+	Driver string
+}
 
-// Dialects lists the dialects every conformance test runs against.
-var Dialects = []string{dialect.SQLite, dialect.Postgres}
+// The four setups every conformance test runs on.
+var (
+	SQLiteMattn   = Setup{"sqlite-mattn", "sqlite", "sqlite3"}
+	SQLiteModernc = Setup{"sqlite-modernc", "sqlite", "sqlite"}
+	PostgresPQ    = Setup{"postgres-pq", "postgres", "postgres"}
+	PostgresPgx   = Setup{"postgres-pgx", "postgres", "pgx"}
+	Setups        = []Setup{SQLiteMattn, SQLiteModernc, PostgresPQ, PostgresPgx}
+)
 
-// Each runs fn as a subtest per dialect, with a fresh migrated database.
-func Each(t *testing.T, fn func(t *testing.T, db *sql.DB)) {
+// IsPostgres reports whether the setup reaches PostgreSQL.
+func (s Setup) IsPostgres() bool { return s.Dialect == "postgres" }
+
+// StoreDialect returns the keel dialect of the setup.
+func (s Setup) StoreDialect() store.Dialect {
+	if s.IsPostgres() {
+		return postgres.Dialect()
+	}
+	return sqlite.Dialect()
+}
+
+// DB is a test database: a handle, the store over it, and how to reach it
+// again from another handle or process.
+type DB struct {
+	*store.Store
+	Setup Setup
+	// DSN reaches the same database; Open(t, Setup, DSN) opens another
+	// handle on it.
+	DSN string
+}
+
+// SQL returns the database handle.
+func (db DB) SQL() *sql.DB { return db.Store.DB() }
+
+// Each runs fn as a subtest per setup, with a fresh migrated database.
+func Each(t *testing.T, fn func(t *testing.T, db DB)) {
 	t.Helper()
-	for _, name := range Dialects {
-		t.Run(name, func(t *testing.T) {
-			fn(t, Open(t, name))
+	for _, s := range Setups {
+		t.Run(s.Name, func(t *testing.T) { fn(t, Open(t, s)) })
+	}
+}
+
+// EachSetup runs fn as a subtest per setup, giving it only the setup, for
+// tests that open their databases themselves.
+func EachSetup(t *testing.T, fn func(t *testing.T, s Setup)) {
+	t.Helper()
+	for _, s := range Setups {
+		t.Run(s.Name, func(t *testing.T) {
+			Require(t, s)
+			fn(t, s)
 		})
 	}
 }
 
-// Open returns a fresh, migrated database of the named dialect.
-func Open(t testing.TB, name string) *sql.DB {
+// Require skips the test when the setup cannot run here (no cgo for mattn,
+// no KEEL_TEST_POSTGRES outside CI).
+func Require(t testing.TB, s Setup) {
 	t.Helper()
-	db := OpenEmpty(t, name)
-	d, err := dialect.ByName(name)
-	if err != nil {
-		t.Fatal(err)
+	if s == SQLiteMattn && !cgoEnabled {
+		t.Skip("mattn/go-sqlite3 needs cgo; this binary was built with CGO_ENABLED=0")
 	}
-	if err := d.Migrate(context.Background(), db, ""); err != nil {
-		t.Fatalf("migrate %s: %v", name, err)
+	if s.IsPostgres() {
+		PostgresURL(t)
+	}
+}
+
+// Open returns a fresh, migrated database of the setup.
+func Open(t testing.TB, s Setup, opts ...store.Options) DB {
+	t.Helper()
+	db := OpenEmpty(t, s, opts...)
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatalf("migrate %s: %v", s.Name, err)
 	}
 	return db
 }
 
-// OpenEmpty returns a fresh database with no keel tables.
-func OpenEmpty(t testing.TB, name string) *sql.DB {
+// OpenEmpty returns a fresh database of the setup with no keel tables.
+func OpenEmpty(t testing.TB, s Setup, opts ...store.Options) DB {
 	t.Helper()
-	dsn := DSN(t, name)
-	driver := "sqlite3"
-	if name == dialect.Postgres {
-		driver = "postgres"
+	Require(t, s)
+	return Reopen(t, s, DSN(t, s), opts...)
+}
+
+// Reopen opens another handle on the database at dsn, with a store over
+// it. Without options the store logs through Logger and, on PostgreSQL,
+// listens through the setup's driver.
+func Reopen(t testing.TB, s Setup, dsn string, opts ...store.Options) DB {
+	t.Helper()
+	Require(t, s)
+	sqldb := OpenSQL(t, s, dsn)
+	var o store.Options
+	if len(opts) > 0 {
+		o = opts[0]
+	} else {
+		o = store.Options{Logger: Logger(), Listener: Listener(s, sqldb, dsn)}
 	}
-	db, err := sql.Open(driver, dsn)
+	st, err := store.Open(sqldb, s.StoreDialect(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Ping(); err != nil {
-		t.Fatalf("ping %s: %v", name, err)
-	}
-	return db
+	return DB{Store: st, Setup: s, DSN: dsn}
 }
 
-// DSN returns a data source name for a fresh database of the named dialect:
-// a new SQLite file, or a new PostgreSQL schema selected by search_path.
-// Other processes (a re-executed test binary) can open the same DSN.
-func DSN(t testing.TB, name string) string {
+// Listener returns the PostgreSQL listener of the setup's driver, or nil on
+// SQLite.
+func Listener(s Setup, db *sql.DB, dsn string) store.Listener {
+	switch s {
+	case PostgresPQ:
+		l := pqlisten.New(dsn)
+		l.Logger = Logger()
+		return l
+	case PostgresPgx:
+		l := pgxlisten.New(db)
+		l.Logger = Logger()
+		return l
+	}
+	return nil
+}
+
+// OpenSQL opens a database/sql handle on dsn with the setup's driver, and
+// closes it when the test ends. The pgx setup goes through a pgxpool, as
+// stdlib.OpenDBFromPool users do.
+func OpenSQL(t testing.TB, s Setup, dsn string) *sql.DB {
 	t.Helper()
-	switch name {
-	case dialect.SQLite:
-		return "file:" + filepath.Join(t.TempDir(), "keel.db") + "?" + SQLiteDSNOptions
-	case dialect.Postgres:
-		base := PostgresURL(t)
-		schema := "keel_test_" + randomHex(6)
-		admin, err := sql.Open("postgres", base)
+	var db *sql.DB
+	if s.Driver == "pgx" {
+		pool, err := pgxpool.New(context.Background(), dsn)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer admin.Close()
-		if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-			t.Fatalf("create schema: %v", err)
+		t.Cleanup(pool.Close)
+		db = stdlib.OpenDBFromPool(pool)
+	} else {
+		var err error
+		if db, err = sql.Open(s.Driver, dsn); err != nil {
+			t.Fatal(err)
 		}
-		t.Cleanup(func() {
-			admin, err := sql.Open("postgres", base)
-			if err != nil {
-				return
-			}
-			defer admin.Close()
-			_, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-		})
-		return WithSearchPath(base, schema)
 	}
-	t.Fatalf("unknown dialect %q", name)
-	return ""
+	t.Cleanup(func() { db.Close() })
+	if err := db.Ping(); err != nil {
+		t.Fatalf("ping %s: %v", s.Name, err)
+	}
+	return db
+}
+
+// DSN returns a data source name for a fresh database of the setup: a new
+// SQLite file, or a new PostgreSQL schema selected by search_path. Other
+// handles and processes can open the same DSN.
+func DSN(t testing.TB, s Setup) string {
+	t.Helper()
+	if !s.IsPostgres() {
+		return sqlite.FileDSN(filepath.Join(t.TempDir(), "keel.db"))
+	}
+	base := PostgresURL(t)
+	schema := "keel_test_" + randomHex(6)
+	admin, err := sql.Open("postgres", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		admin, err := sql.Open("postgres", base)
+		if err != nil {
+			return
+		}
+		defer admin.Close()
+		_, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE")
+	})
+	return WithSearchPath(base, schema)
 }
 
 // PostgresURL returns KEEL_TEST_POSTGRES, skipping the test when it is
@@ -139,6 +250,17 @@ func WithSearchPath(base, schema string) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// SetupNamed returns the setup called name, for a re-executed test binary
+// told which one to use.
+func SetupNamed(name string) (Setup, error) {
+	for _, s := range Setups {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return Setup{}, fmt.Errorf("testdb: no setup named %q", name)
 }
 
 func randomHex(n int) string {

@@ -1,0 +1,252 @@
+package dialect
+
+import (
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// Partitions is the fixed number of hash partitions of the outbox's
+// partition key. It is part of the stored schema (migration 0005 creates one
+// lease row per partition) and never changes.
+const Partitions = 64
+
+// SQL holds every statement keel runs against its own tables. Templates use
+// {p} for the table prefix and "?" for placeholders; Render turns them into
+// the statements a Store runs. Each field's comment lists its parameters.
+type SQL struct {
+	// Claim reads up to limit deliverable outbox rows of the listed
+	// partitions: pending, due, and behind no failed or parked row of their
+	// key. (partitions list, now, limit)
+	Claim string
+	// ClaimSkip is Claim under the SkipMessage policy, where parked rows hold
+	// nothing back. (partitions list, now, limit)
+	ClaimSkip string
+	// ClaimExcept and ClaimSkipExcept are Claim and ClaimSkip that also
+	// leave out the rows of the listed partition keys. (partitions list,
+	// now, keys list, limit)
+	ClaimExcept     string
+	ClaimSkipExcept string
+	// DeleteDone deletes delivered rows. (seq list)
+	DeleteDone string
+	// MarkDone keeps delivered rows, marked delivered. (now, seq list)
+	MarkDone string
+	// Fail records failed deliveries. (Dialect.Failures)
+	Fail string
+	// Cleanup deletes at most batch delivered rows older than cutoff.
+	// (cutoff, batch)
+	Cleanup string
+
+	// Heartbeat records a live relay. (relay id, expires at)
+	Heartbeat string
+	// ReapRelays forgets relays that stopped heartbeating. (cutoff)
+	ReapRelays string
+	// LiveRelays counts live relays. (now)
+	LiveRelays string
+	// Renew extends every lease a relay holds. (expires at, owner)
+	Renew string
+	// Acquire takes up to limit free or expired partitions, those the relay
+	// prefers first. (owner, expires at, now, now, preference, limit)
+	Acquire string
+	// Owned lists the partitions a relay holds. (owner)
+	Owned string
+	// Release hands back some of a relay's partitions. (epoch, owner,
+	// partitions list)
+	Release string
+	// ReleaseAll hands back every partition of a relay. (epoch, owner)
+	ReleaseAll string
+	// Leave removes a relay from the relays table. (relay id)
+	Leave string
+
+	// StatsPending counts pending and retrying rows and finds the oldest
+	// pending one's enqueue time. ()
+	StatsPending string
+	// StatsParked counts parked rows. ()
+	StatsParked string
+	// Parked lists parked rows after a seq. (after seq, limit)
+	Parked string
+	// ParkedByKey lists one key's parked rows after a seq. (after seq,
+	// partition, key, limit)
+	ParkedByKey string
+	// Requeue makes one parked row pending again. (message id)
+	Requeue string
+	// RequeueKey makes a key's parked rows pending again. (partition, key)
+	RequeueKey string
+
+	// IdemSelect reads an idempotency key's stored result. (key)
+	IdemSelect string
+	// IdemResult stores a result with its key. (result, key)
+	IdemResult string
+	// IdemPrune deletes at most batch keys older than cutoff. (cutoff, batch)
+	IdemPrune string
+	// InboxPrune deletes at most batch inbox rows older than cutoff.
+	// (cutoff, batch)
+	InboxPrune string
+
+	// MigrationsCreate creates the migrations table. ()
+	MigrationsCreate string
+	// MigrationsApplied lists the applied versions. ()
+	MigrationsApplied string
+	// MigrationsRecord records an applied version. (version, name, applied at)
+	MigrationsRecord string
+	// MigrationsLiteral is MigrationsRecord with its values written in, for
+	// exported migration files: fmt verbs %d (version) and %s (name, already
+	// quoted), and the dialect's own expression for the current time.
+	MigrationsLiteral string
+}
+
+// Standard returns the statements that read the same on every dialect
+// keel supports so far; a dialect starts from it and replaces what differs.
+// in and inText render the dialect's test of expr against a list parameter
+// of numbers (Dialect.Int64s) and of text (Dialect.Strings), such as
+// "expr = ANY(?::bigint[])".
+func Standard(in, inText func(expr string) string) SQL {
+	// A row may go out only if no earlier row of its key is retrying or,
+	// under ParkKey, parked. The condition repeats the predicate of
+	// outbox_blocked_idx word for word so that the planner probes that small
+	// partial index rather than the table.
+	claim := func(blocked, except string) string {
+		// The oldest pending rows of the leased partitions, read in seq order
+		// from outbox_claim_idx: oldest first is fair across partitions, and a
+		// batch of neighbouring rows keeps the pages its settle statement
+		// rewrites few. "+ 0" keeps the partition list out of index
+		// conditions: on a table without statistics a planner would otherwise
+		// read every pending row through outbox_pending_idx and sort them.
+		return `SELECT ` + MessageColumns + `
+FROM {p}outbox o
+WHERE o.state = 0 AND ` + in("o.partition_no + 0") + `
+  AND (o.attempts = 0 OR o.next_attempt_at IS NULL OR o.next_attempt_at <= ?)` + except + `
+  AND NOT EXISTS (SELECT 1 FROM {p}outbox b
+      WHERE b.partition_no = o.partition_no AND b.partition_key = o.partition_key AND b.seq < o.seq
+        AND ` + blocked + `)
+ORDER BY o.seq
+LIMIT ?`
+	}
+	blocked := "(b.state = 2 OR (b.state = 0 AND b.attempts > 0))"
+	except := "\n  AND NOT (" + inText("o.partition_key") + ")"
+	parked := `SELECT ` + MessageColumns + `, o.last_error, o.next_attempt_at
+FROM {p}outbox o
+WHERE o.state = 2 AND o.seq > ?`
+	requeue := `UPDATE {p}outbox SET state = 0, attempts = 0, next_attempt_at = NULL WHERE `
+	return SQL{
+		Claim:           claim(blocked, ""),
+		ClaimSkip:       claim(blocked+" AND b.state = 0", ""),
+		ClaimExcept:     claim(blocked, except),
+		ClaimSkipExcept: claim(blocked+" AND b.state = 0", except),
+		DeleteDone: `DELETE FROM {p}outbox WHERE ` + in("seq"),
+		MarkDone:   `UPDATE {p}outbox SET state = 1, delivered_at = ? WHERE state = 0 AND ` + in("seq"),
+		Cleanup: `DELETE FROM {p}outbox WHERE seq IN (SELECT seq FROM {p}outbox
+    WHERE state = 1 AND delivered_at < ? ORDER BY delivered_at, seq LIMIT ?)`,
+
+		Heartbeat: `INSERT INTO {p}outbox_relays (id, expires_at) VALUES (?, ?)
+ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at`,
+		ReapRelays: `DELETE FROM {p}outbox_relays WHERE expires_at < ?`,
+		LiveRelays: `SELECT COUNT(*) FROM {p}outbox_relays WHERE expires_at > ?`,
+		Renew:      `UPDATE {p}outbox_leases SET expires_at = ? WHERE owner = ?`,
+		// The outer condition is re-checked against the current row when two
+		// relays race for one partition (PostgreSQL re-evaluates it after
+		// waiting on the row lock), so only one of them wins it.
+		Acquire: `UPDATE {p}outbox_leases SET owner = ?, expires_at = ?
+WHERE (owner = '' OR expires_at < ?)
+  AND partition_no IN (SELECT partition_no FROM {p}outbox_leases
+      WHERE owner = '' OR expires_at < ?
+      ORDER BY (partition_no + ?) % ` + strconv.Itoa(Partitions) + `
+      LIMIT ?)`,
+		Owned:      `SELECT partition_no FROM {p}outbox_leases WHERE owner = ?`,
+		Release:    `UPDATE {p}outbox_leases SET owner = '', expires_at = ? WHERE owner = ? AND ` + in("partition_no"),
+		ReleaseAll: `UPDATE {p}outbox_leases SET owner = '', expires_at = ? WHERE owner = ?`,
+		Leave:      `DELETE FROM {p}outbox_relays WHERE id = ?`,
+
+		StatsPending: `SELECT COUNT(*), COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0), MIN(created_at)
+FROM {p}outbox WHERE state = 0`,
+		StatsParked: `SELECT COUNT(*) FROM {p}outbox WHERE state = 2`,
+		Parked:      parked + ` ORDER BY o.seq LIMIT ?`,
+		ParkedByKey: parked + ` AND o.partition_no = ? AND o.partition_key = ? ORDER BY o.seq LIMIT ?`,
+		Requeue:     requeue + `id = ? AND state = 2`,
+		RequeueKey:  requeue + `partition_no = ? AND partition_key = ? AND state = 2`,
+
+		IdemSelect: `SELECT result FROM {p}idempotency WHERE key = ?`,
+		IdemResult: `UPDATE {p}idempotency SET result = ? WHERE key = ?`,
+		IdemPrune: `DELETE FROM {p}idempotency WHERE key IN (SELECT key FROM {p}idempotency
+    WHERE created_at < ? ORDER BY created_at LIMIT ?)`,
+		InboxPrune: `DELETE FROM {p}inbox WHERE (handler, message_id) IN
+    (SELECT handler, message_id FROM {p}inbox WHERE processed_at < ? LIMIT ?)`,
+
+		MigrationsApplied: `SELECT version FROM {p}migrations`,
+		MigrationsRecord:  `INSERT INTO {p}migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+	}
+}
+
+// MessageColumns are the outbox columns a relay reads for each message, in
+// the order the outbox package scans them.
+const MessageColumns = `o.seq, o.id, o.topic, o.partition_key, o.name, o.aggregate_type, o.aggregate_id,
+       o.aggregate_version, o.payload, o.headers, o.correlation_id, o.causation_id, o.occurred_at, o.created_at, o.attempts`
+
+// Render returns q with the table prefix written in and every statement
+// rebound to d's placeholders. Statements a dialect left empty stay empty.
+func Render(d Dialect, q SQL, prefix string) SQL {
+	v := reflect.ValueOf(&q).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		if f.Kind() != reflect.String || f.Len() == 0 {
+			continue
+		}
+		s := strings.ReplaceAll(f.String(), "{p}", prefix)
+		if v.Type().Field(i).Name != "MigrationsLiteral" {
+			s = d.Rebind(s)
+		}
+		f.SetString(s)
+	}
+	return q
+}
+
+// OnConflictDoNothing is InsertIfAbsent for databases that support
+// INSERT ... ON CONFLICT (key) DO NOTHING (PostgreSQL, SQLite).
+func OnConflictDoNothing(table string, columns, key []string) string {
+	return "INSERT INTO " + table + " (" + strings.Join(columns, ", ") + ") VALUES (" +
+		strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") + ") ON CONFLICT (" +
+		strings.Join(key, ", ") + ") DO NOTHING"
+}
+
+// RebindDollar rewrites "?" placeholders as $1, $2, ... (PostgreSQL's
+// style), leaving question marks inside single-quoted literals alone.
+func RebindDollar(query string) string {
+	var b strings.Builder
+	b.Grow(len(query) + 16)
+	n, quoted := 0, false
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		switch {
+		case c == '\'':
+			quoted = !quoted
+			b.WriteByte(c)
+		case c == '?' && !quoted:
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// Schema lists keel's tables (without prefix) and the columns keel reads
+// and writes in each. A store's schema check selects them all.
+var Schema = []struct {
+	Table   string
+	Columns string
+}{
+	{"aggregates", "aggregate_type, aggregate_id, version, state, created_at, updated_at"},
+	{"outbox", "seq, id, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at, created_at, state, attempts, next_attempt_at, last_error, delivered_at"},
+	{"outbox_leases", "partition_no, owner, expires_at"},
+	{"outbox_relays", "id, expires_at"},
+	{"inbox", "handler, message_id, processed_at"},
+	{"idempotency", "key, result, created_at"},
+}
+
+// Channel is the notification channel of a table prefix: commits that
+// write outbox rows notify it, and listeners wait on it. Channels are
+// database-wide, so schemas sharing a prefix share a channel, and a relay
+// may be woken for another schema's rows, which costs one empty poll.
+func Channel(prefix string) string { return prefix + "outbox" }
