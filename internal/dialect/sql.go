@@ -133,8 +133,8 @@ WHERE o.state = 2 AND o.seq > ?`
 		ClaimSkip:       claim(blocked+" AND b.state = 0", ""),
 		ClaimExcept:     claim(blocked, except),
 		ClaimSkipExcept: claim(blocked+" AND b.state = 0", except),
-		DeleteDone: `DELETE FROM {p}outbox WHERE ` + in("seq"),
-		MarkDone:   `UPDATE {p}outbox SET state = 1, delivered_at = ? WHERE state = 0 AND ` + in("seq"),
+		DeleteDone:      `DELETE FROM {p}outbox WHERE ` + in("seq"),
+		MarkDone:        `UPDATE {p}outbox SET state = 1, delivered_at = ? WHERE state = 0 AND ` + in("seq"),
 		Cleanup: `DELETE FROM {p}outbox WHERE seq IN (SELECT seq FROM {p}outbox
     WHERE state = 1 AND delivered_at < ? ORDER BY delivered_at, seq LIMIT ?)`,
 
