@@ -77,5 +77,8 @@ func (lite) ConstraintName(err error) string {
 	if j := strings.Index(name, " ("); j >= 0 { // modernc appends " (code)"
 		name = name[:j]
 	}
+	if strings.HasSuffix(name, "constraint failed") { // modernc's prefix before a foreign key's bare message
+		return ""
+	}
 	return name
 }
