@@ -48,6 +48,9 @@ func (s *Store) sql() dialect.SQL { return dialect.Render(s.d, s.d.SQL(), s.pref
 // processes at once: the dialect serialises migrators (an advisory lock on
 // PostgreSQL, the write lock on SQLite).
 func (s *Store) Migrate(ctx context.Context) error {
+	if err := s.checkSession(ctx); err != nil {
+		return err
+	}
 	ms, err := s.Migrations()
 	if err != nil {
 		return err
@@ -118,9 +121,14 @@ func appliedVersions(ctx context.Context, q querier, query string) (map[int]bool
 
 // CheckSchema returns an error wrapping ErrNotMigrated unless every
 // migration this version of keel ships is recorded as applied and every
-// keel table has the columns keel uses. It suits a readiness check, and
-// teams that apply Migrations with their own tool.
+// keel table has the columns keel uses. It also refuses server settings
+// that would break a guarantee (on MySQL, an isolation level that reads
+// uncommitted rows). It suits a readiness check, and teams that apply
+// Migrations with their own tool.
 func (s *Store) CheckSchema(ctx context.Context) error {
+	if err := s.checkSession(ctx); err != nil {
+		return err
+	}
 	ms, err := s.Migrations()
 	if err != nil {
 		return err
@@ -143,11 +151,9 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 		return fmt.Errorf("%w: migrations not applied: %s", ErrNotMigrated, strings.Join(missing, ", "))
 	}
 	for _, t := range dialect.Schema {
-		rows, err := s.db.QueryContext(ctx, "SELECT "+t.Columns+" FROM "+s.Table(t.Table)+" WHERE 1 = 0")
-		if err != nil {
-			return fmt.Errorf("%w: table %s is missing or lacks columns (%s): %v", ErrNotMigrated, s.Table(t.Table), t.Columns, err)
+		if err := s.checkColumns(ctx, t.Table, t.Columns); err != nil {
+			return err
 		}
-		rows.Close()
 	}
 	var leases int
 	if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+s.Table("outbox_leases")).Scan(&leases); err != nil {
@@ -155,6 +161,44 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	}
 	if leases != dialect.Partitions {
 		return fmt.Errorf("%w: %s has %d rows, want one per partition (%d); apply migration 0005", ErrNotMigrated, s.Table("outbox_leases"), leases, dialect.Partitions)
+	}
+	return nil
+}
+
+// checkSession lets the dialect refuse server settings that would break a
+// guarantee.
+func (s *Store) checkSession(ctx context.Context) error {
+	if c, ok := s.d.(dialect.SessionChecker); ok {
+		return c.CheckSession(ctx, s.db)
+	}
+	return nil
+}
+
+// checkColumns returns an error wrapping ErrNotMigrated unless table
+// exists with every one of columns (a comma-separated list).
+func (s *Store) checkColumns(ctx context.Context, table, columns string) error {
+	name := s.Table(table)
+	rows, err := s.db.QueryContext(ctx, "SELECT * FROM "+name+" WHERE 1 = 0")
+	if err != nil {
+		return fmt.Errorf("%w: table %s: %v", ErrNotMigrated, name, err)
+	}
+	have, err := rows.Columns()
+	rows.Close()
+	if err != nil {
+		return fmt.Errorf("keel: check schema: %s: %w", name, err)
+	}
+	got := make(map[string]bool, len(have))
+	for _, c := range have {
+		got[strings.ToLower(c)] = true
+	}
+	var missing []string
+	for _, c := range strings.Split(columns, ", ") {
+		if !got[c] {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: table %s lacks columns %s", ErrNotMigrated, name, strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -76,6 +76,16 @@ type Notifier interface {
 	Notify() string
 }
 
+// SessionChecker is implemented by dialects whose server settings can
+// break one of keel's guarantees (an isolation level that reads
+// uncommitted rows, say). The store checks them in Migrate and
+// CheckSchema, and so before a relay starts.
+type SessionChecker interface {
+	// CheckSession returns an error, wrapping ErrInvalidConfig and saying
+	// how to fix the setting, when db's sessions would break a guarantee.
+	CheckSession(ctx context.Context, db *sql.DB) error
+}
+
 // Class is the kind of a driver error, as far as keel cares.
 type Class int
 
