@@ -34,7 +34,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +47,7 @@ import (
 	"github.com/keel-go/keel/examples/internal/demo"
 	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/repository"
+	"github.com/keel-go/keel/store"
 	"github.com/keel-go/keel/uow"
 )
 
@@ -135,7 +135,7 @@ type Receipt struct {
 }
 
 type app struct {
-	db       *sql.DB
+	st       *store.Store
 	runner   *uow.Runner
 	payments *repository.Document[*Payment]
 	balances *repository.Document[*Balance]
@@ -188,41 +188,41 @@ func (a *app) sendReceipt(ctx context.Context, tx *uow.Tx, e PaymentReceived) er
 	return a.receipts.Save(ctx, tx, r)
 }
 
-func run(ctx context.Context, w io.Writer, dsn string) error {
-	db, err := sql.Open(demo.Driver(dsn), dsn)
+func run(ctx context.Context, w io.Writer, dsn string) (err error) {
+	st, closeDB, err := demo.Open(ctx, dsn)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := outbox.Migrate(ctx, db, outbox.Config{}); err != nil {
+	defer closeDB()
+	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	a := &app{db: db}
-	if a.payments, err = repository.NewDocument(db, repository.DocumentConfig[*Payment]{
+	a := &app{st: st}
+	if a.payments, err = repository.NewDocument(st, repository.DocumentConfig[*Payment]{
 		Type: "payment", New: func() *Payment { return new(Payment) },
 	}); err != nil {
 		return err
 	}
-	if a.balances, err = repository.NewDocument(db, repository.DocumentConfig[*Balance]{
+	if a.balances, err = repository.NewDocument(st, repository.DocumentConfig[*Balance]{
 		Type: "balance", New: func() *Balance { return new(Balance) },
 	}); err != nil {
 		return err
 	}
-	if a.receipts, err = repository.NewDocument(db, repository.DocumentConfig[*Receipt]{
+	if a.receipts, err = repository.NewDocument(st, repository.DocumentConfig[*Receipt]{
 		Type: "receipt", New: func() *Receipt { return new(Receipt) },
 	}); err != nil {
 		return err
 	}
 	// Every deposit writes the same balance, so concurrent deposits for one
 	// user conflict often on PostgreSQL; allow more retries than the default.
-	if a.runner, err = uow.New(db, uow.Config{MaxAttempts: 50}); err != nil {
+	if a.runner, err = uow.New(st, uow.Config{MaxAttempts: 50}); err != nil {
 		return err
 	}
 
-	// The asynchronous side: a registry to decode payloads, a router with
-	// the receipt handler, and a bus that delivers relayed batches to it.
-	registry := aggregate.NewRegistry().MustRegister(PaymentReceived{}, BalanceOpened{}, BalanceCredited{})
-	router, err := dispatch.NewRouter(a.runner, registry, dispatch.RouterConfig{})
+	// The asynchronous side: a router with the receipt handler, and a bus
+	// that delivers relayed batches to it. Handle registers PaymentReceived
+	// in the registry, which decodes payloads for the router.
+	router, err := dispatch.NewRouter(a.runner, aggregate.NewRegistry(), dispatch.RouterConfig{})
 	if err != nil {
 		return err
 	}
@@ -264,7 +264,7 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	fmt.Fprintln(w, "\n2. Start the relay. It hands the outbox to the in-process bus; the first hand-over of")
 	fmt.Fprintln(w, "   each message loses its acknowledgement, so the relay delivers each one again.")
 	pub := &ackLoss{next: bus, lose: true, seen: map[string]int{}}
-	relay, err := outbox.NewRelay(db, pub, outbox.RelayConfig{
+	relay, err := outbox.NewRelay(st, pub, outbox.RelayConfig{
 		RetryBackoff:    10 * time.Millisecond, // short, for the example; the default is 1s
 		MaxPollInterval: 100 * time.Millisecond,
 		Logger:          slog.New(slog.DiscardHandler), // the lost acknowledgements would be logged as warnings
@@ -272,17 +272,17 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	if err != nil {
 		return err
 	}
-	// Wake the relay as soon as a unit commits rather than at its next poll.
-	a.runner.AfterCommit(func(context.Context, []outbox.Message) { relay.Notify() })
+	// Every unit that writes to the outbox wakes the relay when it commits;
+	// the relay polls only as a safety net.
 	relayCtx, stopRelay := context.WithCancel(ctx)
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- relay.Run(relayCtx) }()
 	defer func() {
 		stopRelay()
-		<-relayDone
+		err = errors.Join(err, <-relayDone)
 	}()
 
-	if err := waitFor(ctx, "every message delivered twice", func() (bool, error) {
+	if err := demo.WaitFor(ctx, "every message delivered twice", func() (bool, error) {
 		return pub.deliveredAtLeast(3, 2), nil
 	}); err != nil {
 		return err
@@ -334,7 +334,7 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 		return err
 	}
 	fmt.Fprintf(w, "   Applied %d, refused as duplicates %d.\n", applied.Load(), duplicates.Load())
-	b, err := a.balances.Get(ctx, db, "u-1")
+	b, err := a.balances.Get(ctx, st.DB(), "u-1")
 	if err != nil {
 		return err
 	}
@@ -350,7 +350,7 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 		fmt.Fprintln(w, "   they overlap, and Do re-runs the ones that lose a race for the balance.")
 	}
 
-	if err := waitFor(ctx, "a receipt for every payment", func() (bool, error) {
+	if err := demo.WaitFor(ctx, "a receipt for every payment", func() (bool, error) {
 		n, err := a.receiptCount(ctx)
 		return n == webhooks+1, err
 	}); err != nil {
@@ -359,8 +359,8 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	fmt.Fprintf(w, "   Receipts issued: %d, one per payment.\n", webhooks+1)
 
 	var stats outbox.Stats
-	if err := waitFor(ctx, "an empty outbox", func() (bool, error) {
-		stats, err = relay.Stats(ctx)
+	if err := demo.WaitFor(ctx, "an empty outbox", func() (bool, error) {
+		stats, err = relay.Outbox().Stats(ctx)
 		return stats.Pending == 0, err
 	}); err != nil {
 		return err
@@ -371,7 +371,7 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 
 // report prints a user's balance after a sentence prefix.
 func (a *app) report(ctx context.Context, w io.Writer, userID, prefix string) error {
-	b, err := a.balances.Get(ctx, a.db, userID)
+	b, err := a.balances.Get(ctx, a.st.DB(), userID)
 	if err != nil {
 		return err
 	}
@@ -382,27 +382,8 @@ func (a *app) report(ctx context.Context, w io.Writer, userID, prefix string) er
 // receiptCount returns how many receipts are stored.
 func (a *app) receiptCount(ctx context.Context) (int, error) {
 	var n int
-	err := a.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM keel_aggregates WHERE aggregate_type = 'receipt'").Scan(&n)
+	err := a.st.DB().QueryRowContext(ctx, "SELECT COUNT(*) FROM "+a.st.Table("aggregates")+" WHERE aggregate_type = 'receipt'").Scan(&n)
 	return n, err
-}
-
-// waitFor polls cond until it holds, ctx is done, or ten seconds pass.
-func waitFor(ctx context.Context, what string, cond func() (bool, error)) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ok, err := cond()
-		if err != nil || ok {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out waiting for %s", what)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
 }
 
 // errAckLost is what ackLoss reports for a delivery whose acknowledgement

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"context"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/keel-go/keel/examples/internal/demotest"
 	"github.com/keel-go/keel/internal/testdb"
 )
 
@@ -42,26 +42,19 @@ The relay has delivered everything: 0 pending, 0 parked.
 var conflicts = regexp.MustCompile(`(?m)^   (No unit conflicted|they overlap|\d+ runs lost a race).*\n`)
 
 func TestRun(t *testing.T) {
-	for _, dialect := range testdb.Dialects {
-		t.Run(dialect, func(t *testing.T) {
-			var out strings.Builder
-			if err := run(context.Background(), &out, testdb.DSN(t, dialect)); err != nil {
-				t.Fatalf("run: %v\noutput so far:\n%s", err, out.String())
-			}
-			got := out.String()
-			if dialect == testdb.Dialects[0] {
-				if diff := cmp.Diff(strings.TrimPrefix(want, "\n"), got); diff != "" {
-					t.Errorf("output differs (-want +got):\n%s", diff)
-				}
-				return
-			}
-			if !conflicts.MatchString(got) {
-				t.Errorf("output does not report version conflicts:\n%s", got)
-			}
-			norm := func(s string) string { return conflicts.ReplaceAllString(strings.TrimPrefix(s, "\n"), "") }
-			if diff := cmp.Diff(norm(want), norm(got)); diff != "" {
+	demotest.Run(t, run, func(t *testing.T, s testdb.Setup, got string) {
+		if !s.IsPostgres() {
+			if diff := cmp.Diff(strings.TrimPrefix(want, "\n"), got); diff != "" {
 				t.Errorf("output differs (-want +got):\n%s", diff)
 			}
-		})
-	}
+			return
+		}
+		if !conflicts.MatchString(got) {
+			t.Errorf("output does not report version conflicts:\n%s", got)
+		}
+		norm := func(s string) string { return conflicts.ReplaceAllString(strings.TrimPrefix(s, "\n"), "") }
+		if diff := cmp.Diff(norm(want), norm(got)); diff != "" {
+			t.Errorf("output differs (-want +got):\n%s", diff)
+		}
+	})
 }
