@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
-	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
-	"github.com/keel-go/keel/internal/testdb"
+	"github.com/keel-go/keel/examples/internal/demotest"
 )
 
 // want is the narrative on every dialect: the race in step 3 has one
@@ -45,16 +41,4 @@ Placed orders o-1 (35.00), o-2 (60.00), o-3 (40.00), o-4 (40.00).
    Inside runner.Do the same error re-runs the unit with fresh loads.
 `
 
-func TestRun(t *testing.T) {
-	for _, dialect := range testdb.Dialects {
-		t.Run(dialect, func(t *testing.T) {
-			var out strings.Builder
-			if err := run(context.Background(), &out, testdb.DSN(t, dialect)); err != nil {
-				t.Fatalf("run: %v\noutput so far:\n%s", err, out.String())
-			}
-			if diff := cmp.Diff(strings.TrimPrefix(want, "\n"), out.String()); diff != "" {
-				t.Errorf("output differs (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
+func TestRun(t *testing.T) { demotest.Output(t, run, want) }
