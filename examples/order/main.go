@@ -21,8 +21,8 @@
 //     it up front, reached through events.
 //
 // The relay is stepped with Drain so that the narrative can show each hop;
-// a service would call Relay.Run once and wake it after every commit, as
-// the payment example does.
+// a service would call Relay.Run once, and every commit would wake it, as
+// in the payment example.
 //
 // Run it with:
 //
@@ -274,31 +274,30 @@ func (s *shop) place(ctx context.Context, id, sku string, qty int) error {
 }
 
 func run(ctx context.Context, w io.Writer, dsn string) error {
-	db, err := sql.Open(demo.Driver(dsn), dsn)
+	st, closeDB, err := demo.Open(ctx, dsn)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := outbox.Migrate(ctx, db, outbox.Config{}); err != nil {
+	defer closeDB()
+	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	s := &shop{db: db, runs: map[string]int{}}
-	if s.orders, err = repository.NewDocument(db, repository.DocumentConfig[*Order]{
+	s := &shop{db: st.DB(), runs: map[string]int{}}
+	if s.orders, err = repository.NewDocument(st, repository.DocumentConfig[*Order]{
 		Type: "order", New: func() *Order { return new(Order) },
 	}); err != nil {
 		return err
 	}
-	if s.stock, err = repository.NewDocument(db, repository.DocumentConfig[*Stock]{
+	if s.stock, err = repository.NewDocument(st, repository.DocumentConfig[*Stock]{
 		Type: "stock", New: func() *Stock { return new(Stock) },
 	}); err != nil {
 		return err
 	}
-	if s.runner, err = uow.New(db, uow.Config{}); err != nil {
+	if s.runner, err = uow.New(st, uow.Config{}); err != nil {
 		return err
 	}
-	registry := aggregate.NewRegistry().MustRegister(
-		OrderPlaced{}, OrderConfirmed{}, OrderRejected{}, StockReserved{}, ReservationRefused{})
-	router, err := dispatch.NewRouter(s.runner, registry, dispatch.RouterConfig{})
+	// Handle registers each handler's event type in the registry.
+	router, err := dispatch.NewRouter(s.runner, aggregate.NewRegistry(), dispatch.RouterConfig{})
 	if err != nil {
 		return err
 	}
@@ -307,7 +306,7 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	if err != nil {
 		return err
 	}
-	relay, err := outbox.NewRelay(db, bus, outbox.RelayConfig{
+	relay, err := outbox.NewRelay(st, bus, outbox.RelayConfig{
 		RetryBackoff: 10 * time.Millisecond, // short, for the example; the default is 1s
 		Logger:       slog.New(slog.DiscardHandler),
 	})
@@ -317,27 +316,11 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	// settle delivers until nothing is pending, including messages waiting
 	// for a retry, then prints what the handlers did.
 	settle := func() error {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if _, err := relay.Drain(ctx); err != nil {
-				return err
-			}
-			st, err := relay.Stats(ctx)
-			if err != nil {
-				return err
-			}
-			if st.Parked > 0 {
-				return fmt.Errorf("%d messages parked", st.Parked)
-			}
-			if st.Pending == 0 {
-				s.flush(w)
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%d messages still pending", st.Pending)
-			}
-			time.Sleep(5 * time.Millisecond)
+		if err := demo.Settle(ctx, relay); err != nil {
+			return err
 		}
+		s.flush(w)
+		return nil
 	}
 
 	if err := s.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
@@ -381,15 +364,15 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 			return err
 		}
 	}
-	st, err := s.stock.Get(ctx, db, "keel-mug")
+	mugs, err := s.stock.Get(ctx, s.db, "keel-mug")
 	if err != nil {
 		return err
 	}
 	reserved := 0
-	for _, q := range st.Reserved {
+	for _, q := range mugs.Reserved {
 		reserved += q
 	}
-	fmt.Fprintf(w, "   keel-mug: %d available, %d reserved; 5 in total, as at the start.\n", st.Available, reserved)
+	fmt.Fprintf(w, "   keel-mug: %d available, %d reserved; 5 in total, as at the start.\n", mugs.Available, reserved)
 	return nil
 }
 

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
-	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
-	"github.com/keel-go/keel/internal/testdb"
+	"github.com/keel-go/keel/examples/internal/demotest"
 )
 
 const want = `
@@ -37,16 +33,4 @@ Finally:
    keel-mug: 2 available, 3 reserved; 5 in total, as at the start.
 `
 
-func TestRun(t *testing.T) {
-	for _, dialect := range testdb.Dialects {
-		t.Run(dialect, func(t *testing.T) {
-			var out strings.Builder
-			if err := run(context.Background(), &out, testdb.DSN(t, dialect)); err != nil {
-				t.Fatalf("run: %v\noutput so far:\n%s", err, out.String())
-			}
-			if diff := cmp.Diff(strings.TrimPrefix(want, "\n"), out.String()); diff != "" {
-				t.Errorf("output differs (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
+func TestRun(t *testing.T) { demotest.Output(t, run, want) }
