@@ -28,7 +28,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,13 +36,13 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/dispatch"
 	"github.com/keel-go/keel/examples/internal/demo"
 	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/repository"
+	"github.com/keel-go/keel/store"
 	"github.com/keel-go/keel/uow"
 )
 
@@ -201,7 +200,7 @@ func (a *Account) Refund(transferID string, amount int64) {
 }
 
 type bank struct {
-	db       *sql.DB
+	st       *store.Store
 	accounts *repository.Document[*Account]
 	multi    *uow.Runner // design (a): may change several aggregates per unit
 	single   *uow.Runner // design (b): refuses to
@@ -297,30 +296,29 @@ func (b *bank) register(router *dispatch.Router) {
 }
 
 func run(ctx context.Context, w io.Writer, dsn string) error {
-	db, err := sql.Open(demo.Driver(dsn), dsn)
+	st, closeDB, err := demo.Open(ctx, dsn)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := outbox.Migrate(ctx, db, outbox.Config{}); err != nil {
+	defer closeDB()
+	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	b := &bank{db: db}
-	if b.accounts, err = repository.NewDocument(db, repository.DocumentConfig[*Account]{
+	b := &bank{st: st}
+	if b.accounts, err = repository.NewDocument(st, repository.DocumentConfig[*Account]{
 		Type: "account", New: func() *Account { return new(Account) },
 	}); err != nil {
 		return err
 	}
-	if b.multi, err = uow.New(db, uow.Config{MultiAggregate: uow.AllowMultiple}); err != nil {
+	if b.multi, err = uow.New(st, uow.Config{MultiAggregate: uow.AllowMultiple}); err != nil {
 		return err
 	}
-	if b.single, err = uow.New(db, uow.Config{MultiAggregate: uow.RefuseMultiple}); err != nil {
+	if b.single, err = uow.New(st, uow.Config{MultiAggregate: uow.RefuseMultiple}); err != nil {
 		return err
 	}
-	registry := aggregate.NewRegistry().MustRegister(
-		AccountOpened{}, AccountClosed{}, MoneyDebited{}, TransferSent{}, MoneyCredited{}, CreditRefused{}, DebitRefunded{})
-	// The handlers run through the single-aggregate runner too.
-	router, err := dispatch.NewRouter(b.single, registry, dispatch.RouterConfig{})
+	// The handlers run through the single-aggregate runner too. Handle
+	// registers each handler's event type in the registry.
+	router, err := dispatch.NewRouter(b.single, aggregate.NewRegistry(), dispatch.RouterConfig{})
 	if err != nil {
 		return err
 	}
@@ -329,31 +327,18 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	if err != nil {
 		return err
 	}
-	relay, err := outbox.NewRelay(db, bus, outbox.RelayConfig{Logger: slog.New(slog.DiscardHandler)})
+	relay, err := outbox.NewRelay(st, bus, outbox.RelayConfig{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}
 	// settle delivers until nothing is pending. A service runs the relay
 	// continuously instead (see the payment example).
 	settle := func() error {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if _, err := relay.Drain(ctx); err != nil {
-				return err
-			}
-			st, err := relay.Stats(ctx)
-			if err != nil {
-				return err
-			}
-			if st.Pending+st.Parked == 0 {
-				b.flush(w)
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("outbox not empty: %d pending, %d parked", st.Pending, st.Parked)
-			}
-			time.Sleep(5 * time.Millisecond)
+		if err := demo.Settle(ctx, relay); err != nil {
+			return err
 		}
+		b.flush(w)
+		return nil
 	}
 
 	if err := b.single.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
@@ -449,7 +434,7 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 // outbox: the amounts of transfer_sent and credit_refused events that are
 // committed but not yet delivered (state 0 is pending).
 func (b *bank) balances(ctx context.Context, w io.Writer, total int64) error {
-	rows, err := b.db.QueryContext(ctx, `SELECT payload FROM keel_outbox
+	rows, err := b.st.DB().QueryContext(ctx, `SELECT payload FROM `+b.st.Table("outbox")+`
 		WHERE state = 0 AND name IN ('account.transfer_sent', 'account.credit_refused')`)
 	if err != nil {
 		return err
@@ -476,7 +461,7 @@ func (b *bank) balances(ctx context.Context, w io.Writer, total int64) error {
 	var parts []string
 	var sum int64
 	for _, id := range []string{"alice", "bob", "carol"} {
-		a, err := b.accounts.Get(ctx, b.db, id)
+		a, err := b.accounts.Get(ctx, b.st.DB(), id)
 		if err != nil {
 			return err
 		}

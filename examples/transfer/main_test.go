@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
-	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
-	"github.com/keel-go/keel/internal/testdb"
+	"github.com/keel-go/keel/examples/internal/demotest"
 )
 
 // want is the narrative on every dialect. run itself fails if the
@@ -39,16 +35,4 @@ carol's account is closed.
 Every step added up to 150.00: money was in an account or in a committed event on its way.
 `
 
-func TestRun(t *testing.T) {
-	for _, dialect := range testdb.Dialects {
-		t.Run(dialect, func(t *testing.T) {
-			var out strings.Builder
-			if err := run(context.Background(), &out, testdb.DSN(t, dialect)); err != nil {
-				t.Fatalf("run: %v\noutput so far:\n%s", err, out.String())
-			}
-			if diff := cmp.Diff(strings.TrimPrefix(want, "\n"), out.String()); diff != "" {
-				t.Errorf("output differs (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
+func TestRun(t *testing.T) { demotest.Output(t, run, want) }
