@@ -35,7 +35,6 @@ import (
 
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/examples/internal/demo"
-	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/repository"
 	"github.com/keel-go/keel/uow"
 )
@@ -178,14 +177,15 @@ type fleet struct {
 }
 
 func run(ctx context.Context, w io.Writer, dsn string) error {
-	db, err := sql.Open(demo.Driver(dsn), dsn)
+	st, closeDB, err := demo.Open(ctx, dsn)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := outbox.Migrate(ctx, db, outbox.Config{}); err != nil {
+	defer closeDB()
+	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
+	db := st.DB()
 	for _, stmt := range schema {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return err
@@ -194,15 +194,13 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 
 	var f fleet
 	// Columns and Fields come from the db tags.
-	f.drivers, err = repository.NewTable(db, repository.TableConfig[*Driver]{
-		Table: "drivers",
-		Type:  "driver",
-		New:   func() *Driver { return new(Driver) },
+	f.drivers, err = repository.NewTable(st, repository.TableConfig[*Driver]{
+		Table: "drivers", Type: "driver", New: func() *Driver { return new(Driver) },
 	})
 	if err != nil {
 		return err
 	}
-	f.vehicles, err = repository.NewTable(db, repository.TableConfig[*Vehicle]{
+	f.vehicles, err = repository.NewTable(st, repository.TableConfig[*Vehicle]{
 		Table:   "vehicles",
 		Type:    "vehicle",
 		New:     func() *Vehicle { return new(Vehicle) },
@@ -214,7 +212,7 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	}
 	// Every unit in this example changes one aggregate; RefuseMultiple
 	// makes that a checked rule rather than a convention.
-	f.runner, err = uow.New(db, uow.Config{MultiAggregate: uow.RefuseMultiple})
+	f.runner, err = uow.New(st, uow.Config{MultiAggregate: uow.RefuseMultiple})
 	if err != nil {
 		return err
 	}
@@ -299,7 +297,7 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	}
 
 	var events int
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM keel_outbox").Scan(&events); err != nil {
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+st.Table("outbox")).Scan(&events); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\nThe outbox holds %d events from the committed units, none from the refused ones.\n", events)

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
-	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
-	"github.com/keel-go/keel/internal/testdb"
+	"github.com/keel-go/keel/examples/internal/demotest"
 )
 
 const want = `Drivers: Alice (available), Bob (on vacation). Vehicles: KEEL-001, KEEL-002, no drivers yet.
@@ -33,16 +29,4 @@ const want = `Drivers: Alice (available), Bob (on vacation). Vehicles: KEEL-001,
 The outbox holds 7 events from the committed units, none from the refused ones.
 `
 
-func TestRun(t *testing.T) {
-	for _, dialect := range testdb.Dialects {
-		t.Run(dialect, func(t *testing.T) {
-			var out strings.Builder
-			if err := run(context.Background(), &out, testdb.DSN(t, dialect)); err != nil {
-				t.Fatalf("run: %v\noutput so far:\n%s", err, out.String())
-			}
-			if diff := cmp.Diff(want, out.String()); diff != "" {
-				t.Errorf("output differs (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
+func TestRun(t *testing.T) { demotest.Output(t, run, want) }
