@@ -2,7 +2,6 @@ package dispatch_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"runtime"
 	"testing"
@@ -25,24 +24,20 @@ import (
 //	KEEL_TEST_POSTGRES=postgres://... go test -run '^$' -bench Deliver ./dispatch/
 func BenchmarkDeliver(b *testing.B) {
 	const keys, batchSize = 16, 500
-	for _, name := range testdb.Dialects {
-		b.Run(name, func(b *testing.B) {
+	for _, s := range testdb.Setups {
+		b.Run(s.Name, func(b *testing.B) {
 			b.Run("sql-baseline", func(b *testing.B) {
-				db := benchDB(b, name)
-				insertInbox := "INSERT INTO keel_inbox (handler, message_id, processed_at) VALUES (?, ?, ?) ON CONFLICT (handler, message_id) DO NOTHING"
-				insertEffect := "INSERT INTO effects (handler, message_id, note) VALUES (?, ?, ?)"
-				now := func() any { return time.Now().UnixMicro() }
-				if name == "postgres" {
-					insertInbox = "INSERT INTO keel_inbox (handler, message_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT (handler, message_id) DO NOTHING"
-					insertEffect = "INSERT INTO effects (handler, message_id, note) VALUES ($1, $2, $3)"
-					now = func() any { return time.Now().UTC() }
-				}
+				db := benchDB(b, s)
+				d := db.Dialect()
+				insertInbox := d.Rebind("INSERT INTO keel_inbox (handler, message_id, processed_at) VALUES (?, ?, ?) ON CONFLICT (handler, message_id) DO NOTHING")
+				insertEffect := d.Rebind("INSERT INTO effects (handler, message_id, note) VALUES (?, ?, ?)")
+				now := func() any { return d.Time(time.Now()) }
 				msgs := benchMessages(b, b.N, keys)
 				ctx := context.Background()
 				b.ResetTimer()
 				for i := range msgs {
 					m := &msgs[i]
-					tx, err := db.BeginTx(ctx, nil)
+					tx, err := db.SQL().BeginTx(ctx, nil)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -69,7 +64,7 @@ func BenchmarkDeliver(b *testing.B) {
 					label = fmt.Sprintf("default(%d)", runtime.GOMAXPROCS(0))
 				}
 				b.Run("bus-concurrency-"+label, func(b *testing.B) {
-					db := benchDB(b, name)
+					db := benchDB(b, s)
 					bd := benchBundle(b, db)
 					dispatch.Handle(bd.router, "effect", func(ctx context.Context, tx *uow.Tx, e OrderPaid) error {
 						return bd.effect(ctx, tx, "effect", "")
@@ -88,7 +83,7 @@ func BenchmarkDeliver(b *testing.B) {
 					}
 					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 					b.StopTimer()
-					if got := count(b, db, "SELECT COUNT(*) FROM effects"); got != b.N {
+					if got := testdb.Count(b, db, "SELECT COUNT(*) FROM effects"); got != b.N {
 						b.Fatalf("effects = %d, want %d", got, b.N)
 					}
 				})
@@ -99,20 +94,20 @@ func BenchmarkDeliver(b *testing.B) {
 
 // benchDB opens a fresh migrated database with an effects table, and
 // allows enough connections for the bus's workers.
-func benchDB(b *testing.B, name string) *sql.DB {
+func benchDB(b *testing.B, s testdb.Setup) testdb.DB {
 	b.Helper()
-	db := testdb.Open(b, name)
-	if _, err := db.Exec("CREATE TABLE effects (handler TEXT NOT NULL, message_id TEXT NOT NULL, note TEXT NOT NULL DEFAULT '')"); err != nil {
+	db := testdb.Open(b, s)
+	if _, err := db.SQL().Exec("CREATE TABLE effects (handler TEXT NOT NULL, message_id TEXT NOT NULL, note TEXT NOT NULL DEFAULT '')"); err != nil {
 		b.Fatal(err)
 	}
-	db.SetMaxIdleConns(16)
+	db.SQL().SetMaxIdleConns(16)
 	return db
 }
 
 // benchBundle is setup for a database that already has its effects table.
-func benchBundle(b *testing.B, db *sql.DB) bundle {
+func benchBundle(b *testing.B, db testdb.DB) bundle {
 	b.Helper()
-	if _, err := db.Exec("DROP TABLE effects"); err != nil {
+	if _, err := db.SQL().Exec("DROP TABLE effects"); err != nil {
 		b.Fatal(err)
 	}
 	return setup(b, db)

@@ -11,12 +11,14 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver, "sqlite"
 
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/dispatch"
 	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/repository"
+	"github.com/keel-go/keel/store"
+	"github.com/keel-go/keel/store/sqlite"
 	"github.com/keel-go/keel/uow"
 )
 
@@ -72,28 +74,33 @@ func (c *Card) Award(points int64) {
 	c.Record(PointsAwarded{Points: points})
 }
 
-// exampleDB opens a SQLite database in a temporary directory with keel's
-// tables. _txlock=immediate makes every transaction take the write lock at
-// BEGIN, so concurrent writers wait their turn instead of failing.
-func exampleDB() (db *sql.DB, cleanup func()) {
+// exampleStore opens a SQLite database in a temporary directory, through
+// the pure-Go driver, and creates keel's tables. sqlite.FileDSN adds the
+// options keel recommends: among them, transactions that take the write
+// lock at BEGIN, so concurrent writers wait their turn instead of failing.
+func exampleStore() (st *store.Store, cleanup func()) {
 	dir, err := os.MkdirTemp("", "keel-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	db, err = sql.Open("sqlite3", "file:"+filepath.Join(dir, "app.db")+"?_journal_mode=WAL&_txlock=immediate&_busy_timeout=5000")
+	db, err := sql.Open("sqlite", sqlite.FileDSN(filepath.Join(dir, "app.db")))
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := outbox.Migrate(context.Background(), db, outbox.Config{}); err != nil {
+	st, err = store.Open(db, sqlite.Dialect(), store.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
 		log.Fatal(err)
 	}
-	return db, func() { db.Close(); os.RemoveAll(dir) }
+	if err := st.Migrate(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	return st, func() { db.Close(); os.RemoveAll(dir) }
 }
 
-// exampleRouter returns a runner and a router over db, with the example's
+// exampleRouter returns a runner and a router over st, with the example's
 // events registered.
-func exampleRouter(db *sql.DB) (*uow.Runner, *dispatch.Router) {
-	runner, err := uow.New(db, uow.Config{})
+func exampleRouter(st *store.Store) (*uow.Runner, *dispatch.Router) {
+	runner, err := uow.New(st, uow.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -109,11 +116,11 @@ func exampleRouter(db *sql.DB) (*uow.Runner, *dispatch.Router) {
 // event to the bus, which runs the handler subscribed to it.
 func Example() {
 	ctx := context.Background()
-	db, cleanup := exampleDB()
+	st, cleanup := exampleStore()
 	defer cleanup()
 
-	runner, router := exampleRouter(db)
-	orders, err := repository.NewDocument(db, repository.DocumentConfig[*Order]{
+	runner, router := exampleRouter(st)
+	orders, err := repository.NewDocument(st, repository.DocumentConfig[*Order]{
 		Type: "order",
 		New:  func() *Order { return new(Order) },
 	})
@@ -130,13 +137,13 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	relay, err := outbox.NewRelay(db, bus, outbox.RelayConfig{Logger: slog.New(slog.DiscardHandler)})
+	relay, err := outbox.NewRelay(st, bus, outbox.RelayConfig{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	// A long-running service calls relay.Run and wakes it after each commit:
-	//	runner.AfterCommit(func(context.Context, []outbox.Message) { relay.Notify() })
-	//	go relay.Run(ctx)
+	// A service runs the relay for good, with go relay.Run(ctx); each unit
+	// of work that writes messages wakes it when it commits. Here Drain
+	// delivers what is there and returns.
 
 	err = runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
 		o := PlaceOrder("o-1", "cust-1")
@@ -149,18 +156,21 @@ func Example() {
 
 	n, err := relay.Drain(ctx)
 	fmt.Println("delivered", n, err)
+	stats, err := relay.Outbox().Stats(ctx)
+	fmt.Println("pending", stats.Pending, "parked", stats.Parked, err)
 	// Output:
 	// receipt for o-1: 2500 cents
 	// delivered 1 <nil>
+	// pending 0 parked 0 <nil>
 }
 
 // Two handlers react to one event. The second fails on the first delivery;
 // the redelivery runs only it, and a third delivery runs nothing.
 func ExampleHandle() {
 	ctx := context.Background()
-	db, cleanup := exampleDB()
+	st, cleanup := exampleStore()
 	defer cleanup()
-	_, router := exampleRouter(db)
+	_, router := exampleRouter(st)
 
 	dispatch.Handle(router, "loyalty.award", func(ctx context.Context, tx *uow.Tx, e OrderPaid) error {
 		fmt.Println("award", e.Amount/100, "points")
@@ -199,9 +209,9 @@ func ExampleHandle() {
 // that message and share its correlation id.
 func ExampleMessageFrom() {
 	ctx := context.Background()
-	db, cleanup := exampleDB()
+	st, cleanup := exampleStore()
 	defer cleanup()
-	_, router := exampleRouter(db)
+	_, router := exampleRouter(st)
 
 	dispatch.Handle(router, "audit", func(ctx context.Context, tx *uow.Tx, e OrderPaid) error {
 		m, _ := dispatch.MessageFrom(ctx)
@@ -229,9 +239,9 @@ func ExampleMessageFrom() {
 // and only those.
 func ExampleBus_Publish() {
 	ctx := context.Background()
-	db, cleanup := exampleDB()
+	st, cleanup := exampleStore()
 	defer cleanup()
-	_, router := exampleRouter(db)
+	_, router := exampleRouter(st)
 
 	dispatch.Handle(router, "ship", func(ctx context.Context, tx *uow.Tx, e OrderPaid) error {
 		if e.Order == "a-1" {
@@ -258,7 +268,7 @@ func ExampleBus_Publish() {
 	var be *outbox.BatchError
 	if errors.As(err, &be) {
 		for i, err := range be.Errs {
-			fmt.Printf("%s: held back %v, error %v\n", batch[i].ID, errors.Is(err, dispatch.ErrHeldBack), err != nil)
+			fmt.Printf("%s: held back %v, error %v\n", batch[i].ID, errors.Is(err, outbox.ErrHeldBack), err != nil)
 		}
 	}
 	// Output:
@@ -272,9 +282,9 @@ func ExampleBus_Publish() {
 // the longest time a redelivery can take, here a week, from a scheduled job.
 func ExampleRouter_PruneInbox() {
 	ctx := context.Background()
-	db, cleanup := exampleDB()
+	st, cleanup := exampleStore()
 	defer cleanup()
-	_, router := exampleRouter(db)
+	_, router := exampleRouter(st)
 
 	dispatch.Handle(router, "noop", func(context.Context, *uow.Tx, OrderPaid) error { return nil })
 	if err := router.Deliver(ctx, outbox.Message{ID: "msg-1", Name: "order.paid", Payload: []byte(`{}`)}); err != nil {
@@ -285,4 +295,33 @@ func ExampleRouter_PruneInbox() {
 	fmt.Println("pruned", n, err)
 	// Output:
 	// pruned 0 <nil>
+}
+
+// Deliver reports a database without keel's tables with an error matching
+// store.ErrNotMigrated; run Store.Migrate, or apply Store.Migrations with
+// your migration tool.
+func ExampleRouter_Deliver_notMigrated() {
+	dir, err := os.MkdirTemp("", "keel-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	db, err := sql.Open("sqlite", sqlite.FileDSN(filepath.Join(dir, "empty.db")))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	st, err := store.Open(db, sqlite.Dialect(), store.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, router := exampleRouter(st)
+	dispatch.Handle(router, "noop", func(context.Context, *uow.Tx, OrderPaid) error { return nil })
+
+	err = router.Deliver(context.Background(), outbox.Message{ID: "msg-1", Name: "order.paid", Payload: []byte(`{}`)})
+	fmt.Println("not migrated:", errors.Is(err, store.ErrNotMigrated))
+	fmt.Println("after Migrate:", st.Migrate(context.Background()), router.Deliver(context.Background(), outbox.Message{ID: "msg-1", Name: "order.paid", Payload: []byte(`{}`)}))
+	// Output:
+	// not migrated: true
+	// after Migrate: <nil> <nil>
 }

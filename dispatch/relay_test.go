@@ -2,7 +2,6 @@ package dispatch_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -16,15 +15,16 @@ import (
 	"github.com/keel-go/keel/uow"
 )
 
-// startRelay runs a relay delivering db's outbox to a Bus over b.router,
-// woken by every commit of b.runner, until the test ends.
+// startRelay runs a relay delivering the outbox of b's store to a Bus over
+// b.router until the test ends. Nothing wires the two together: the units
+// of work of b.runner wake the relay through the store when they commit.
 func startRelay(t *testing.T, b bundle) *outbox.Relay {
 	t.Helper()
 	bus, err := dispatch.NewBus(b.router, dispatch.BusConfig{Concurrency: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay, err := outbox.NewRelay(b.db, bus, outbox.RelayConfig{
+	relay, err := outbox.NewRelay(b.db.Store, bus, outbox.RelayConfig{
 		Logger:          quiet,
 		LeaseDuration:   2 * time.Second,
 		RetryBackoff:    10 * time.Millisecond,
@@ -34,11 +34,6 @@ func startRelay(t *testing.T, b bundle) *outbox.Relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.runner.AfterCommit(func(_ context.Context, msgs []outbox.Message) {
-		if len(msgs) > 0 {
-			relay.Notify()
-		}
-	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- relay.Run(ctx) }()
@@ -51,12 +46,13 @@ func startRelay(t *testing.T, b bundle) *outbox.Relay {
 	return relay
 }
 
-// TestEndToEnd: a command commits, the AfterCommit hook wakes the relay, the
+// TestEndToEnd: a command commits and its unit of work wakes the relay, the
 // bus runs the handler, whose own event travels the same way to a second
 // handler. One handler fails once on the way; the relay's retry runs only
 // it, and every effect happens exactly once.
 func TestEndToEnd(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	testdb.Each(t, func(t *testing.T, db testdb.DB) {
+		t.Parallel()
 		b := setup(t, db)
 		ctx := context.Background()
 		if err := b.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
@@ -91,11 +87,11 @@ func TestEndToEnd(t *testing.T) {
 			mu.Unlock()
 			return b.effect(ctx, tx, "mail.points", "")
 		})
-		var paidID string // written by the command's own commit, below
+		var paidID atomic.Value // written by the command's own commit, below
 		b.runner.AfterCommit(func(_ context.Context, msgs []outbox.Message) {
 			for _, m := range msgs {
 				if m.Name == "order.paid" {
-					paidID = m.ID
+					paidID.Store(m.ID)
 				}
 			}
 		})
@@ -111,11 +107,19 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		eventually(t, 10*time.Second, "both hops delivered", func() bool {
+		testdb.Eventually(t, 10*time.Second, "both hops delivered", func() bool {
 			return b.effects(t, "mail.points", "") == 1 && b.effects(t, "mail.receipt", "") == 1
 		})
 		t.Logf("two hops and a retry in %v", time.Since(start))
-		time.Sleep(100 * time.Millisecond) // room for any wrong extra delivery
+		// Once the outbox is empty no delivery is left to come, so the
+		// counts below are final.
+		testdb.Eventually(t, 10*time.Second, "the outbox drained", func() bool {
+			s, err := b.runner.Outbox().Stats(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s.Pending == 0 && s.Parked == 0
+		})
 
 		var points int64
 		if err := b.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
@@ -139,9 +143,10 @@ func TestEndToEnd(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if awarded.CorrelationID != "req-42" || awarded.CausationID != paidID || paidID == "" {
+		id, _ := paidID.Load().(string)
+		if awarded.CorrelationID != "req-42" || awarded.CausationID != id || id == "" {
 			t.Errorf("points message correlation %q causation %q; want req-42 and the order.paid id %q",
-				awarded.CorrelationID, awarded.CausationID, paidID)
+				awarded.CorrelationID, awarded.CausationID, id)
 		}
 	})
 }
@@ -149,7 +154,8 @@ func TestEndToEnd(t *testing.T) {
 // TestParkedAndRequeued: a permanent handler failure parks the message at
 // once; after the fix, a requeue runs only the handler that had failed.
 func TestParkedAndRequeued(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	testdb.Each(t, func(t *testing.T, db testdb.DB) {
+		t.Parallel()
 		b := setup(t, db)
 		var fixed atomic.Bool
 		var receiptRuns atomic.Int32
@@ -163,7 +169,7 @@ func TestParkedAndRequeued(t *testing.T) {
 			}
 			return b.effect(ctx, tx, "ledger", e.Order)
 		})
-		relay := startRelay(t, b)
+		ob := startRelay(t, b).Outbox()
 		ctx := context.Background()
 		if err := b.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
 			o := PlaceOrder("o-1", "cust-1")
@@ -174,9 +180,9 @@ func TestParkedAndRequeued(t *testing.T) {
 		}
 
 		var parked []outbox.ParkedMessage
-		eventually(t, 10*time.Second, "the message to be parked", func() bool {
+		testdb.Eventually(t, 10*time.Second, "the message to be parked", func() bool {
 			var err error
-			parked, err = relay.Parked(ctx, outbox.ParkedQuery{})
+			parked, err = ob.Parked(ctx, outbox.ParkedQuery{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -190,10 +196,10 @@ func TestParkedAndRequeued(t *testing.T) {
 		}
 
 		fixed.Store(true)
-		if err := relay.Requeue(ctx, parked[0].ID); err != nil {
+		if err := ob.Requeue(ctx, parked[0].ID); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "the ledger effect", func() bool { return b.effects(t, "ledger", "") == 1 })
+		testdb.Eventually(t, 10*time.Second, "the ledger effect", func() bool { return b.effects(t, "ledger", "") == 1 })
 		if got := b.effects(t, "receipt", ""); got != 1 {
 			t.Errorf("receipt effects after requeue = %d, want 1", got)
 		}
