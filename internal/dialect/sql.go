@@ -101,38 +101,22 @@ type SQL struct {
 // of numbers (Dialect.Int64s) and of text (Dialect.Strings), such as
 // "expr = ANY(?::bigint[])".
 func Standard(in, inText func(expr string) string) SQL {
-	// A row may go out only if no earlier row of its key is retrying or,
-	// under ParkKey, parked. The condition repeats the predicate of
-	// outbox_blocked_idx word for word so that the planner probes that small
-	// partial index rather than the table.
-	claim := func(blocked, except string) string {
-		// The oldest pending rows of the leased partitions, read in seq order
-		// from outbox_claim_idx: oldest first is fair across partitions, and a
-		// batch of neighbouring rows keeps the pages its settle statement
-		// rewrites few. "+ 0" keeps the partition list out of index
-		// conditions: on a table without statistics a planner would otherwise
-		// read every pending row through outbox_pending_idx and sort them.
-		return `SELECT ` + MessageColumns + `
-FROM {p}outbox o
-WHERE o.state = 0 AND ` + in("o.partition_no + 0") + `
-  AND (o.attempts = 0 OR o.next_attempt_at IS NULL OR o.next_attempt_at <= ?)` + except + `
-  AND NOT EXISTS (SELECT 1 FROM {p}outbox b
-      WHERE b.partition_no = o.partition_no AND b.partition_key = o.partition_key AND b.seq < o.seq
-        AND ` + blocked + `)
-ORDER BY o.seq
-LIMIT ?`
-	}
-	blocked := "(b.state = 2 OR (b.state = 0 AND b.attempts > 0))"
-	except := "\n  AND NOT (" + inText("o.partition_key") + ")"
+	q := SQL{}
+	q.Claim, q.ClaimSkip, q.ClaimExcept, q.ClaimSkipExcept = Claims(in, inText,
+		// The condition repeats the predicate of outbox_blocked_idx word for
+		// word so that the planner probes that small partial index rather
+		// than the table.
+		"(b.state = 2 OR (b.state = 0 AND b.attempts > 0))",
+		"(b.state = 2 OR (b.state = 0 AND b.attempts > 0)) AND b.state = 0")
 	parked := `SELECT ` + MessageColumns + `, o.last_error, o.next_attempt_at
 FROM {p}outbox o
 WHERE o.state = 2 AND o.seq > ?`
 	requeue := `UPDATE {p}outbox SET state = 0, attempts = 0, next_attempt_at = NULL WHERE `
 	return SQL{
-		Claim:           claim(blocked, ""),
-		ClaimSkip:       claim(blocked+" AND b.state = 0", ""),
-		ClaimExcept:     claim(blocked, except),
-		ClaimSkipExcept: claim(blocked+" AND b.state = 0", except),
+		Claim:           q.Claim,
+		ClaimSkip:       q.ClaimSkip,
+		ClaimExcept:     q.ClaimExcept,
+		ClaimSkipExcept: q.ClaimSkipExcept,
 		DeleteDone:      `DELETE FROM {p}outbox WHERE ` + in("seq"),
 		MarkDone:        `UPDATE {p}outbox SET state = 1, delivered_at = ? WHERE state = 0 AND ` + in("seq"),
 		Cleanup: `DELETE FROM {p}outbox WHERE seq IN (SELECT seq FROM {p}outbox
@@ -175,6 +159,33 @@ FROM {p}outbox WHERE state = 0`,
 		MigrationsApplied: `SELECT version FROM {p}migrations`,
 		MigrationsRecord:  `INSERT INTO {p}migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 	}
+}
+
+// Claims returns the four claim statements (Claim, ClaimSkip, ClaimExcept,
+// ClaimSkipExcept) for a dialect's list tests and its predicates on a row b
+// that holds back later rows of its key: held under ParkKey (failed or
+// parked), retrying under SkipMessage (failed only).
+func Claims(in, inText func(expr string) string, held, retrying string) (claim, skip, except, skipExcept string) {
+	build := func(blocked, except string) string {
+		// The oldest pending rows of the leased partitions, read in seq
+		// order: oldest first is fair across partitions, and a batch of
+		// neighbouring rows keeps the pages its settle statement rewrites
+		// few. "+ 0" keeps the partition list out of index conditions: on a
+		// table without statistics a planner would otherwise read every
+		// pending row through the partition index and sort them. A row may
+		// go out only if no earlier row of its key holds it back.
+		return `SELECT ` + MessageColumns + `
+FROM {p}outbox o
+WHERE o.state = 0 AND ` + in("o.partition_no + 0") + `
+  AND (o.attempts = 0 OR o.next_attempt_at IS NULL OR o.next_attempt_at <= ?)` + except + `
+  AND NOT EXISTS (SELECT 1 FROM {p}outbox b
+      WHERE b.partition_no = o.partition_no AND b.partition_key = o.partition_key AND b.seq < o.seq
+        AND ` + blocked + `)
+ORDER BY o.seq
+LIMIT ?`
+	}
+	not := "\n  AND NOT (" + inText("o.partition_key") + ")"
+	return build(held, ""), build(retrying, ""), build(held, not), build(retrying, not)
 }
 
 // MessageColumns are the outbox columns a relay reads for each message, in

@@ -25,18 +25,25 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/keel-go/keel/store"
+	"github.com/keel-go/keel/store/mysql"
 	"github.com/keel-go/keel/store/postgres"
 	"github.com/keel-go/keel/store/postgres/pgxlisten"
 	"github.com/keel-go/keel/store/postgres/pqlisten"
 	"github.com/keel-go/keel/store/sqlite"
 
-	_ "github.com/lib/pq"           // driver "postgres"
-	_ "github.com/mattn/go-sqlite3" // driver "sqlite3"
-	_ "modernc.org/sqlite"          // driver "sqlite"
+	mysqldriver "github.com/go-sql-driver/mysql" // driver "mysql"
+	_ "github.com/lib/pq"                        // driver "postgres"
+	_ "github.com/mattn/go-sqlite3"              // driver "sqlite3"
+	_ "modernc.org/sqlite"                       // driver "sqlite"
 )
 
 // EnvPostgres names the environment variable holding a PostgreSQL URL.
 const EnvPostgres = "KEEL_TEST_POSTGRES"
+
+// EnvMySQL names the environment variable holding a MySQL or MariaDB data
+// source name in go-sql-driver/mysql's form, such as
+// root@tcp(127.0.0.1:3306)/test.
+const EnvMySQL = "KEEL_TEST_MYSQL"
 
 // Setup is one way of reaching a database: a dialect through a driver.
 type Setup struct {
@@ -55,16 +62,23 @@ var (
 	SQLiteModernc = Setup{"sqlite-modernc", "sqlite", "sqlite"}
 	PostgresPQ    = Setup{"postgres-pq", "postgres", "postgres"}
 	PostgresPgx   = Setup{"postgres-pgx", "postgres", "pgx"}
+	MariaDB       = Setup{"mariadb", "mysql", "mysql"}
 	Setups        = []Setup{SQLiteMattn, SQLiteModernc, PostgresPQ, PostgresPgx}
 )
 
 // IsPostgres reports whether the setup reaches PostgreSQL.
 func (s Setup) IsPostgres() bool { return s.Dialect == "postgres" }
 
+// IsMySQL reports whether the setup reaches MySQL or MariaDB.
+func (s Setup) IsMySQL() bool { return s.Dialect == "mysql" }
+
 // StoreDialect returns the keel dialect of the setup.
 func (s Setup) StoreDialect() store.Dialect {
-	if s.IsPostgres() {
+	switch s.Dialect {
+	case "postgres":
 		return postgres.Dialect()
+	case "mysql":
+		return mysql.Dialect()
 	}
 	return sqlite.Dialect()
 }
@@ -111,6 +125,9 @@ func Require(t testing.TB, s Setup) {
 	}
 	if s.IsPostgres() {
 		PostgresURL(t)
+	}
+	if s.IsMySQL() {
+		MySQLDSN(t)
 	}
 }
 
@@ -198,6 +215,9 @@ func OpenSQL(t testing.TB, s Setup, dsn string) *sql.DB {
 // handles and processes can open the same DSN.
 func DSN(t testing.TB, s Setup) string {
 	t.Helper()
+	if s.IsMySQL() {
+		return mysqlDatabase(t)
+	}
 	if !s.IsPostgres() {
 		return sqlite.FileDSN(filepath.Join(t.TempDir(), "keel.db"))
 	}
@@ -234,6 +254,56 @@ func PostgresURL(t testing.TB) string {
 		t.Skipf("PostgreSQL tests skipped: set %s, e.g. %s=postgres://postgres@127.0.0.1:5432/test?sslmode=disable", EnvPostgres, EnvPostgres)
 	}
 	return u
+}
+
+// MySQLDSN returns KEEL_TEST_MYSQL, skipping the test when it is unset, or
+// failing it when CI is set.
+func MySQLDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(EnvMySQL)
+	if dsn == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not set but CI is: MariaDB tests must run in CI", EnvMySQL)
+		}
+		t.Skipf("MariaDB tests skipped: set %s, e.g. %s='root@tcp(127.0.0.1:3306)/test'", EnvMySQL, EnvMySQL)
+	}
+	return dsn
+}
+
+// mysqlDatabase creates a database of its own for the test, dropped when
+// it ends, and returns its DSN with keel's recommended options.
+func mysqlDatabase(t testing.TB) string {
+	t.Helper()
+	cfg, err := mysqldriver.ParseDSN(MySQLDSN(t))
+	if err != nil {
+		t.Fatalf("%s: %v", EnvMySQL, err)
+	}
+	cfg.DBName = ""
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	name := "keel_test_" + randomHex(6)
+	if _, err := admin.Exec("CREATE DATABASE " + name + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	base := cfg.FormatDSN()
+	t.Cleanup(func() {
+		admin, err := sql.Open("mysql", base)
+		if err != nil {
+			return
+		}
+		defer admin.Close()
+		_, _ = admin.Exec("DROP DATABASE " + name)
+	})
+	cfg.DBName = name
+	dsn := cfg.FormatDSN()
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + mysql.DSNOptions
 }
 
 // WithSearchPath adds a search_path run-time parameter to a PostgreSQL URL.
