@@ -3,12 +3,15 @@ package aggregate_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
+
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/internal/aggstate"
 )
@@ -50,8 +53,16 @@ func TestRecord(t *testing.T) {
 		t.Fatalf("events = %d", len(evs))
 	}
 	e := evs[0]
-	if e.Name != "invoice.paid" || e.AggregateType != "invoice" || e.AggregateID != "inv-1" || e.AggregateVersion != 1 || !e.OccurredAt.Equal(fixed) {
-		t.Errorf("envelope = %+v", e)
+	want := aggregate.Envelope{
+		Name:             "invoice.paid",
+		AggregateType:    "invoice",
+		AggregateID:      "inv-1",
+		AggregateVersion: 1,
+		OccurredAt:       fixed,
+		Event:            InvoicePaid{Amount: 120, PaidAt: fixed, Lines: []string{"a", "b"}, Meta: map[string]string{"k": "v"}},
+	}
+	if diff := cmp.Diff(want, e, cmpopts.IgnoreFields(aggregate.Envelope{}, "ID")); diff != "" {
+		t.Errorf("envelope (-want +got):\n%s", diff)
 	}
 	id, err := uuid.Parse(e.ID)
 	if err != nil || id.Version() != 7 {
@@ -86,9 +97,10 @@ func TestMetadata(t *testing.T) {
 	inv.RecordWith(InvoicePaid{}, aggregate.Metadata{CorrelationID: "c1", Headers: map[string]string{"a": "1"}})
 	env := inv.Events()[0]
 	env.ApplyMetadata(aggregate.Metadata{CorrelationID: "ctx", CausationID: "cause", Headers: map[string]string{"a": "2", "b": "3"}})
-	want := map[string]string{"a": "1", "b": "3"}
-	if env.CorrelationID != "c1" || env.CausationID != "cause" || !cmp.Equal(env.Headers, want) {
-		t.Errorf("metadata = %q %q %v", env.CorrelationID, env.CausationID, env.Headers)
+	want := aggregate.Metadata{CorrelationID: "c1", CausationID: "cause", Headers: map[string]string{"a": "1", "b": "3"}}
+	got := aggregate.Metadata{CorrelationID: env.CorrelationID, CausationID: env.CausationID, Headers: env.Headers}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("metadata (-want +got):\n%s", diff)
 	}
 	ctx := aggregate.WithMetadata(context.Background(), aggregate.Metadata{CorrelationID: "x"})
 	if md, ok := aggregate.MetadataFrom(ctx); !ok || md.CorrelationID != "x" {
@@ -122,6 +134,18 @@ func TestRegistryRoundTrip(t *testing.T) {
 	}
 	if n := aggregate.NameOf[*InvoiceVoided](); n != "invoice.voided" {
 		t.Errorf("NameOf = %q", n)
+	}
+	// Type reports each name in the form it was registered.
+	for name, want := range map[string]reflect.Type{
+		"invoice.paid":   reflect.TypeFor[InvoicePaid](),
+		"invoice.voided": reflect.TypeFor[*InvoiceVoided](),
+	} {
+		if got, ok := reg.Type(name); !ok || got != want {
+			t.Errorf("Type(%q) = %v, %v; want %v", name, got, ok, want)
+		}
+	}
+	if got, ok := reg.Type("invoice.refunded"); ok || got != nil {
+		t.Errorf("Type of an unregistered name = %v, %v; want nil, false", got, ok)
 	}
 }
 
