@@ -2,14 +2,11 @@ package kafka_test
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/lib/pq"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -38,20 +35,20 @@ const (
 // without keel: select 1,000 pending rows in seq order, write them with one
 // kafka-go WriteMessages call (acks=all), delete them by seq, commit.
 func BenchmarkDrainToKafka(b *testing.B) {
-	for _, d := range testdb.Dialects {
-		b.Run(d, func(b *testing.B) {
-			db := testdb.Open(b, d)
+	for _, s := range testdb.Setups {
+		b.Run(s.Name, func(b *testing.B) {
+			db := testdb.Open(b, s)
 			_, addr := cluster(b, kfake.SeedTopics(benchPartitions, "bench"))
 
 			b.Run("relay", func(b *testing.B) {
 				pub := newPublisher(b, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "bench"})
-				r, err := outbox.NewRelay(db, pub, outbox.RelayConfig{Logger: quiet})
+				r, err := outbox.NewRelay(db.Store, pub, outbox.RelayConfig{Logger: quiet})
 				if err != nil {
 					b.Fatal(err)
 				}
 				var total time.Duration
 				for range b.N {
-					testdb.FillOutbox(b, db, d, benchRows, 0)
+					testdb.FillOutbox(b, db, benchRows, 0)
 					start := time.Now()
 					n, err := r.Drain(context.Background())
 					total += time.Since(start)
@@ -70,9 +67,9 @@ func BenchmarkDrainToKafka(b *testing.B) {
 				defer w.Close()
 				var total time.Duration
 				for range b.N {
-					testdb.FillOutbox(b, db, d, benchRows, 0)
+					testdb.FillOutbox(b, db, benchRows, 0)
 					start := time.Now()
-					n := baselineDrain(b, db, d, w)
+					n := baselineDrain(b, db, w)
 					total += time.Since(start)
 					if n != benchRows {
 						b.Fatalf("baseline drained %d", n)
@@ -110,17 +107,18 @@ func BenchmarkPublish(b *testing.B) {
 
 // baselineDrain is the simplest correct loop a person would write by hand:
 // no leases, no per-key holding, no failure handling beyond giving up.
-func baselineDrain(b testing.TB, db *sql.DB, d string, w *kafkago.Writer) int {
+func baselineDrain(b testing.TB, db testdb.DB, w *kafkago.Writer) int {
 	ctx := context.Background()
 	sel := `SELECT seq, id, partition_key, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id
 FROM keel_outbox WHERE state = 0 ORDER BY seq LIMIT 1000`
-	del := "DELETE FROM keel_outbox WHERE seq = ANY($1::bigint[])"
-	if d == "sqlite" {
-		del = "DELETE FROM keel_outbox WHERE seq IN (SELECT value FROM json_each(?))"
+	// Each dialect's list parameter, as a person would write it by hand.
+	del := "DELETE FROM keel_outbox WHERE seq IN (SELECT value FROM json_each(?))"
+	if db.Setup.IsPostgres() {
+		del = "DELETE FROM keel_outbox WHERE seq = ANY($1::bigint[])"
 	}
 	total := 0
 	for {
-		tx, err := db.BeginTx(ctx, nil)
+		tx, err := db.SQL().BeginTx(ctx, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -157,12 +155,7 @@ FROM keel_outbox WHERE state = 0 ORDER BY seq LIMIT 1000`
 		if err := w.WriteMessages(ctx, recs...); err != nil {
 			b.Fatal(err)
 		}
-		var arg any = pq.Int64Array(seqs)
-		if d == "sqlite" {
-			js, _ := json.Marshal(seqs)
-			arg = string(js)
-		}
-		if _, err := tx.ExecContext(ctx, del, arg); err != nil {
+		if _, err := tx.ExecContext(ctx, del, db.Dialect().Int64s(seqs)); err != nil {
 			b.Fatal(err)
 		}
 		if err := tx.Commit(); err != nil {

@@ -2,7 +2,6 @@ package kafka_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/keel-go/keel/dispatch/kafka"
 	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
 )
 
 // newConsumer returns a Consumer with short backoffs and fetch waits, so
@@ -64,7 +64,9 @@ func positions(recs []kafkago.Message) map[string]position {
 // is not yet committed; afterwards the group's offsets are at the end. A
 // new consumer in the group resumes there, delivering only what is new.
 func TestConsumerCommitsAfterDelivery(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db testdb.DB) {
+		t.Parallel()
 		_, addr := cluster(t, kfake.SeedTopics(3, "events", "events.dlq"))
 		pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "events"})
 		var batch []outbox.Message
@@ -91,8 +93,8 @@ func TestConsumerCommitsAfterDelivery(t *testing.T) {
 			return h.Deliver(ctx, m)
 		})
 		stop := runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g1", Topics: []string{"events"}}, check))
-		eventually(t, 30*time.Second, "30 effects", func() bool { return len(effects(t, db)) == 30 })
-		eventually(t, 10*time.Second, "offsets at the end", func() bool {
+		testdb.Eventually(t, 30*time.Second, "30 effects", func() bool { return len(effects(t, db)) == 30 })
+		testdb.Eventually(t, 10*time.Second, "offsets at the end", func() bool {
 			c := committed(t, addr, "g1", "events", 3)
 			for _, p := range pos {
 				if c[p.partition] <= p.offset {
@@ -130,7 +132,7 @@ func TestConsumerCommitsAfterDelivery(t *testing.T) {
 		if err := pub.Publish(context.Background(), []outbox.Message{msg("k0", 4)}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, "the new message", func() bool { return h2.callCount() == 1 })
+		testdb.Eventually(t, 30*time.Second, "the new message", func() bool { return h2.callCount() == 1 })
 		time.Sleep(200 * time.Millisecond)
 		if n := h2.callCount(); n != 1 {
 			t.Errorf("restarted consumer made %d deliveries, want only the new message", n)
@@ -142,7 +144,9 @@ func TestConsumerCommitsAfterDelivery(t *testing.T) {
 // effect was written; the unit of work rolls back each time, and the third
 // delivery leaves exactly one effect and nothing in the dead-letter topic.
 func TestConsumerRetries(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db testdb.DB) {
+		t.Parallel()
 		_, addr := cluster(t, kfake.SeedTopics(1, "events", "events.dlq"))
 		pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "events"})
 		if err := pub.Publish(context.Background(), []outbox.Message{msg("a", 1), msg("a", 2)}); err != nil {
@@ -156,7 +160,7 @@ func TestConsumerRetries(t *testing.T) {
 			return nil
 		}
 		runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g", Topics: []string{"events"}}, h))
-		eventually(t, 30*time.Second, "both effects", func() bool { return len(effects(t, db)) == 2 })
+		testdb.Eventually(t, 30*time.Second, "both effects", func() bool { return len(effects(t, db)) == 2 })
 		if diff := cmp.Diff(map[string]int{"a-v1": 1, "a-v2": 1}, effects(t, db)); diff != "" {
 			t.Errorf("effects (-want +got):\n%s", diff)
 		}
@@ -177,7 +181,9 @@ func TestConsumerRetries(t *testing.T) {
 // origin in headers and the original headers kept; their offsets are
 // committed and the messages after them are delivered.
 func TestConsumerDeadLetters(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db testdb.DB) {
+		t.Parallel()
 		_, addr := cluster(t, kfake.SeedTopics(1, "events", "events.dlq"))
 		pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "events"})
 		poison, perm := msg("a", 2), msg("b", 1)
@@ -198,7 +204,7 @@ func TestConsumerDeadLetters(t *testing.T) {
 			return nil
 		}
 		runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g", Topics: []string{"events"}, MaxAttempts: 3}, h))
-		eventually(t, 30*time.Second, "offsets at the end", func() bool { return committed(t, addr, "g", "events", 1)[0] == 5 })
+		testdb.Eventually(t, 30*time.Second, "offsets at the end", func() bool { return committed(t, addr, "g", "events", 1)[0] == 5 })
 		if diff := cmp.Diff(map[string]int{"a-v1": 1, "a-v3": 1, "b-v2": 1}, effects(t, db)); diff != "" {
 			t.Errorf("effects (-want +got):\n%s", diff)
 		}
@@ -256,7 +262,9 @@ func TestConsumerDeadLetters(t *testing.T) {
 // transaction and its offset commit: the inbox lets each message take
 // effect once.
 func TestConsumerDuplicates(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db testdb.DB) {
+		t.Parallel()
 		_, addr := cluster(t, kfake.SeedTopics(2, "events", "events.dlq"))
 		pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "events"})
 		for range 2 {
@@ -269,7 +277,7 @@ func TestConsumerDuplicates(t *testing.T) {
 		}
 		h := newEffectHandler(t, db)
 		stop := runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g1", Topics: []string{"events"}}, h))
-		eventually(t, 30*time.Second, "three deliveries", func() bool { return h.callCount() == 3 })
+		testdb.Eventually(t, 30*time.Second, "three deliveries", func() bool { return h.callCount() == 3 })
 		stop()
 		if diff := cmp.Diff(map[string]int{"a-v1": 1, "b-v1": 1}, effects(t, db)); diff != "" {
 			t.Errorf("effects (-want +got):\n%s", diff)
@@ -277,7 +285,7 @@ func TestConsumerDuplicates(t *testing.T) {
 
 		// Another group reads everything again, into the same handler.
 		runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g2", Topics: []string{"events"}}, h))
-		eventually(t, 30*time.Second, "three more deliveries", func() bool { return h.callCount() == 6 })
+		testdb.Eventually(t, 30*time.Second, "three more deliveries", func() bool { return h.callCount() == 6 })
 		if diff := cmp.Diff(map[string]int{"a-v1": 1, "b-v1": 1}, effects(t, db)); diff != "" {
 			t.Errorf("effects after replay (-want +got):\n%s", diff)
 		}
@@ -288,38 +296,42 @@ func TestConsumerDuplicates(t *testing.T) {
 // without keel headers: each gets the id derived from its position, the
 // same on redelivery, so the inbox still deduplicates.
 func TestConsumerForeignRecords(t *testing.T) {
-	db := testdb.Open(t, "sqlite")
-	_, addr := cluster(t, kfake.SeedTopics(1, "ext", "ext.dlq"))
-	w := &kafkago.Writer{Addr: kafkago.TCP(addr), Topic: "ext", RequiredAcks: kafkago.RequireAll, BatchTimeout: time.Millisecond}
-	defer w.Close()
-	if err := w.WriteMessages(context.Background(),
-		kafkago.Message{Key: []byte("k"), Value: []byte("one"), Headers: []kafkago.Header{{Key: "traceparent", Value: []byte(traceparent)}}},
-		kafkago.Message{Value: []byte("two")},
-	); err != nil {
-		t.Fatal(err)
-	}
-	h := newEffectHandler(t, db)
-	stop := runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g1", Topics: []string{"ext"}}, h))
-	eventually(t, 30*time.Second, "two deliveries", func() bool { return h.callCount() == 2 })
-	stop()
-	want := []outbox.Message{
-		{ID: "kafka:ext:0:0", Topic: "ext", Key: "k", Payload: []byte("one"), Headers: map[string]string{"traceparent": traceparent}},
-		{ID: "kafka:ext:0:1", Topic: "ext", Payload: []byte("two")},
-	}
-	if diff := cmp.Diff(want, h.delivered()); diff != "" {
-		t.Errorf("delivered (-want +got):\n%s", diff)
-	}
-	runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g2", Topics: []string{"ext"}}, h))
-	eventually(t, 30*time.Second, "redelivery", func() bool { return h.callCount() == 4 })
-	if diff := cmp.Diff(map[string]int{"kafka:ext:0:0": 1, "kafka:ext:0:1": 1}, effects(t, db)); diff != "" {
-		t.Errorf("effects (-want +got):\n%s", diff)
-	}
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db testdb.DB) {
+		t.Parallel()
+		_, addr := cluster(t, kfake.SeedTopics(1, "ext", "ext.dlq"))
+		w := &kafkago.Writer{Addr: kafkago.TCP(addr), Topic: "ext", RequiredAcks: kafkago.RequireAll, BatchTimeout: time.Millisecond}
+		defer w.Close()
+		if err := w.WriteMessages(context.Background(),
+			kafkago.Message{Key: []byte("k"), Value: []byte("one"), Headers: []kafkago.Header{{Key: "traceparent", Value: []byte(traceparent)}}},
+			kafkago.Message{Value: []byte("two")},
+		); err != nil {
+			t.Fatal(err)
+		}
+		h := newEffectHandler(t, db)
+		stop := runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g1", Topics: []string{"ext"}}, h))
+		testdb.Eventually(t, 30*time.Second, "two deliveries", func() bool { return h.callCount() == 2 })
+		stop()
+		want := []outbox.Message{
+			{ID: "kafka:ext:0:0", Topic: "ext", Key: "k", Payload: []byte("one"), Headers: map[string]string{"traceparent": traceparent}},
+			{ID: "kafka:ext:0:1", Topic: "ext", Payload: []byte("two")},
+		}
+		if diff := cmp.Diff(want, h.delivered()); diff != "" {
+			t.Errorf("delivered (-want +got):\n%s", diff)
+		}
+		runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g2", Topics: []string{"ext"}}, h))
+		testdb.Eventually(t, 30*time.Second, "redelivery", func() bool { return h.callCount() == 4 })
+		if diff := cmp.Diff(map[string]int{"kafka:ext:0:0": 1, "kafka:ext:0:1": 1}, effects(t, db)); diff != "" {
+			t.Errorf("effects (-want +got):\n%s", diff)
+		}
+	})
 }
 
 // TestConsumerClose checks that Close ends a Run that is waiting for
 // records, and that a message whose handling Close cut short is not
 // committed.
 func TestConsumerClose(t *testing.T) {
+	t.Parallel()
 	_, addr := cluster(t, kfake.SeedTopics(1, "events", "events.dlq"))
 	pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "events"})
 	if err := pub.Publish(context.Background(), []outbox.Message{msg("a", 1)}); err != nil {
@@ -360,6 +372,7 @@ func TestConsumerClose(t *testing.T) {
 }
 
 func TestConsumerConfig(t *testing.T) {
+	t.Parallel()
 	h := kafka.HandlerFunc(func(context.Context, outbox.Message) error { return nil })
 	ok := kafka.ConsumerConfig{Brokers: []string{"b:9092"}, GroupID: "g", Topics: []string{"t"}}
 	for _, c := range []struct {
@@ -381,12 +394,12 @@ func TestConsumerConfig(t *testing.T) {
 			cfg := ok
 			c.edit(&cfg)
 			_, err := kafka.NewConsumer(cfg, h)
-			if !errors.Is(err, kafka.ErrInvalidConfig) || !strings.Contains(err.Error(), c.want) {
+			if !errors.Is(err, store.ErrInvalidConfig) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("NewConsumer = %v, want ErrInvalidConfig mentioning %q", err, c.want)
 			}
 		})
 	}
-	if _, err := kafka.NewConsumer(ok, nil); !errors.Is(err, kafka.ErrInvalidConfig) {
+	if _, err := kafka.NewConsumer(ok, nil); !errors.Is(err, store.ErrInvalidConfig) {
 		t.Fatalf("nil handler: %v", err)
 	}
 }
@@ -395,6 +408,7 @@ func TestConsumerConfig(t *testing.T) {
 // does not parse is kept in Headers, and a null value becomes an empty
 // payload.
 func TestFromRecord(t *testing.T) {
+	t.Parallel()
 	got := kafka.FromRecord(kafkago.Message{
 		Topic: "t", Partition: 2, Offset: 9,
 		Headers: []kafkago.Header{

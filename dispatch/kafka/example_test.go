@@ -10,13 +10,15 @@ import (
 	"os"
 	"path/filepath"
 
-	_ "github.com/mattn/go-sqlite3" // SQLite driver
 	"github.com/twmb/franz-go/pkg/kfake"
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver, "sqlite"
 
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/dispatch"
 	"github.com/keel-go/keel/dispatch/kafka"
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
+	"github.com/keel-go/keel/store/sqlite"
 	"github.com/keel-go/keel/uow"
 )
 
@@ -38,9 +40,9 @@ func Example() {
 	quiet := slog.New(slog.DiscardHandler)
 	brokers, stop := exampleCluster()
 	defer stop()
-	db, cleanup := exampleDB()
+	st, cleanup := exampleStore(quiet)
 	defer cleanup()
-	runner, err := uow.New(db, uow.Config{})
+	runner, err := uow.New(st, uow.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -60,13 +62,16 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer pub.Close()
-	relay, err := outbox.NewRelay(db, pub, outbox.RelayConfig{Logger: quiet})
+	relay, err := outbox.NewRelay(st, pub, outbox.RelayConfig{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	// A service runs the relay for good: go relay.Run(ctx).
+	// A service runs the relay for good, with go relay.Run(ctx), and units
+	// of work wake it as they commit. Drain publishes what is there.
 	n, err := relay.Drain(ctx)
 	fmt.Println("published", n, err)
+	stats, err := relay.Outbox().Stats(ctx)
+	fmt.Println("pending", stats.Pending, err)
 
 	// Consuming side: a Router runs handlers; the Consumer feeds it.
 	router, err := dispatch.NewRouter(runner, aggregate.NewRegistry().MustRegister(OrderPlaced{}), dispatch.RouterConfig{Logger: quiet})
@@ -95,6 +100,7 @@ func Example() {
 	consumer.Close()
 	// Output:
 	// published 1 <nil>
+	// pending 0 <nil>
 	// confirm o-1 (2500 cents), trace 4bf92f3577b34da6a3ce929d0e0e4736
 	// consumer stopped <nil>
 }
@@ -107,17 +113,23 @@ func exampleCluster() (brokers []string, stop func()) {
 	return c.ListenAddrs(), c.Close
 }
 
-func exampleDB() (db *sql.DB, cleanup func()) {
+// exampleStore opens a SQLite database with keel's tables in a temporary
+// directory.
+func exampleStore(logger *slog.Logger) (st *store.Store, cleanup func()) {
 	dir, err := os.MkdirTemp("", "keel-kafka-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	db, err = sql.Open("sqlite3", "file:"+filepath.Join(dir, "app.db")+"?_journal_mode=WAL&_txlock=immediate&_busy_timeout=5000")
+	db, err := sql.Open("sqlite", sqlite.FileDSN(filepath.Join(dir, "app.db")))
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := outbox.Migrate(context.Background(), db, outbox.Config{}); err != nil {
+	st, err = store.Open(db, sqlite.Dialect(), store.Options{Logger: logger})
+	if err != nil {
 		log.Fatal(err)
 	}
-	return db, func() { db.Close(); os.RemoveAll(dir) }
+	if err := st.Migrate(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	return st, func() { db.Close(); os.RemoveAll(dir) }
 }

@@ -2,7 +2,6 @@ package kafka_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
@@ -113,18 +112,6 @@ func headerMap(m kafkago.Message) map[string]string {
 	return out
 }
 
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // effectHandler is a Handler doing what dispatch.Router does for one
 // handler: in one unit of work it records (handler, message id) in the
 // inbox and, unless that row already existed, applies an effect (a row in
@@ -140,13 +127,13 @@ type effectHandler struct {
 	calls    []outbox.Message // deliveries that succeeded, in order
 }
 
-func newEffectHandler(t testing.TB, db *sql.DB) *effectHandler {
+func newEffectHandler(t testing.TB, db testdb.DB) *effectHandler {
 	t.Helper()
-	r, err := uow.New(db, uow.Config{Logger: quiet})
+	r, err := uow.New(db.Store, uow.Config{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`CREATE TABLE kafka_effects (message_id TEXT NOT NULL, msg_key TEXT NOT NULL, version BIGINT NOT NULL)`); err != nil {
+	if _, err := db.SQL().Exec(`CREATE TABLE kafka_effects (message_id TEXT NOT NULL, msg_key TEXT NOT NULL, version BIGINT NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
 	return &effectHandler{runner: r, name: "test-handler", attempts: map[string]int{}}
@@ -158,15 +145,10 @@ func (h *effectHandler) Deliver(ctx context.Context, m outbox.Message) error {
 	attempt := h.attempts[m.ID]
 	h.mu.Unlock()
 	err := h.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
-		insert, effect := `INSERT INTO keel_inbox (handler, message_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-			`INSERT INTO kafka_effects (message_id, msg_key, version) VALUES (?, ?, ?)`
-		var now any = time.Now().UnixMicro()
-		if tx.Dialect() == "postgres" {
-			insert, effect = `INSERT INTO keel_inbox (handler, message_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-				`INSERT INTO kafka_effects (message_id, msg_key, version) VALUES ($1, $2, $3)`
-			now = time.Now()
-		}
-		res, err := tx.ExecContext(ctx, insert, h.name, m.ID, now)
+		st := tx.Store()
+		insert := st.Dialect().Rebind("INSERT INTO " + st.Table("inbox") + " (handler, message_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+		effect := st.Dialect().Rebind("INSERT INTO kafka_effects (message_id, msg_key, version) VALUES (?, ?, ?)")
+		res, err := tx.ExecContext(ctx, insert, h.name, m.ID, st.Dialect().Time(time.Now()))
 		if err != nil {
 			return err
 		}
@@ -208,9 +190,9 @@ func (h *effectHandler) callCount() int {
 }
 
 // effects returns the effect rows per message id.
-func effects(t testing.TB, db *sql.DB) map[string]int {
+func effects(t testing.TB, db testdb.DB) map[string]int {
 	t.Helper()
-	rows, err := db.Query(`SELECT message_id, COUNT(*) FROM kafka_effects GROUP BY message_id`)
+	rows, err := db.SQL().Query(`SELECT message_id, COUNT(*) FROM kafka_effects GROUP BY message_id`)
 	if err != nil {
 		t.Fatal(err)
 	}

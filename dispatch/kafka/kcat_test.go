@@ -35,8 +35,13 @@ func kcatPath(t *testing.T) string {
 // payloads are what other Kafka consumers will see. It also feeds the
 // Consumer a record kcat produced with keel headers.
 func TestKcat(t *testing.T) {
+	t.Parallel()
 	kcat := kcatPath(t)
-	_, addr := cluster(t, kfake.SeedTopics(1, "orders", "inbound", "inbound.dlq"))
+	topics := []string{"orders"}
+	for _, s := range testdb.Setups {
+		topics = append(topics, "inbound-"+s.Name, "inbound-"+s.Name+".dlq")
+	}
+	_, addr := cluster(t, kfake.SeedTopics(1, topics...))
 
 	t.Run("consume", func(t *testing.T) {
 		pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "orders"})
@@ -88,23 +93,29 @@ func TestKcat(t *testing.T) {
 	})
 
 	t.Run("produce", func(t *testing.T) {
-		db := testdb.Open(t, "sqlite")
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, kcat, "-P", "-b", addr, "-t", "inbound", "-K", ":",
-			"-H", kafka.HeaderMessageID+"=ext-1", "-H", kafka.HeaderName+"=shipment.sent",
-			"-H", kafka.HeaderAggregateVersion+"=4", "-H", "traceparent="+traceparent)
-		cmd.Stdin = strings.NewReader("ship-7:{\"carrier\":\"dhl\"}\n")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("kcat: %v\n%s", err, out)
-		}
-		h := newEffectHandler(t, db)
-		runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g", Topics: []string{"inbound"}}, h))
-		eventually(t, 30*time.Second, "the kcat record delivered", func() bool { return h.callCount() == 1 })
-		want := outbox.Message{ID: "ext-1", Name: "shipment.sent", Topic: "inbound", Key: "ship-7", AggregateVersion: 4,
-			Payload: []byte(`{"carrier":"dhl"}`), Headers: map[string]string{"traceparent": traceparent}}
-		if diff := cmp.Diff(want, h.delivered()[0]); diff != "" {
-			t.Errorf("delivered (-want +got):\n%s", diff)
-		}
+		testdb.Each(t, func(t *testing.T, db testdb.DB) {
+			// One topic per setup, so each consumer sees only its own record.
+			topic := "inbound-" + db.Setup.Name
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, kcat, "-P", "-b", addr, "-t", topic, "-K", ":",
+				"-H", kafka.HeaderMessageID+"=ext-1", "-H", kafka.HeaderName+"=shipment.sent",
+				"-H", kafka.HeaderAggregateVersion+"=4", "-H", "traceparent="+traceparent)
+			cmd.Stdin = strings.NewReader("ship-7:{\"carrier\":\"dhl\"}\n")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("kcat: %v\n%s", err, out)
+			}
+			h := newEffectHandler(t, db)
+			runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g", Topics: []string{topic}}, h))
+			testdb.Eventually(t, 30*time.Second, "the kcat record delivered", func() bool { return h.callCount() == 1 })
+			want := outbox.Message{ID: "ext-1", Name: "shipment.sent", Topic: topic, Key: "ship-7", AggregateVersion: 4,
+				Payload: []byte(`{"carrier":"dhl"}`), Headers: map[string]string{"traceparent": traceparent}}
+			if diff := cmp.Diff(want, h.delivered()[0]); diff != "" {
+				t.Errorf("delivered (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(map[string]int{"ext-1": 1}, effects(t, db)); diff != "" {
+				t.Errorf("effects (-want +got):\n%s", diff)
+			}
+		})
 	})
 }

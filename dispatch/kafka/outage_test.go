@@ -2,7 +2,6 @@ package kafka_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"net"
 	"strconv"
@@ -26,7 +25,9 @@ import (
 // finishes on its own; every row reached the topic at least once, and the
 // first copy of each key's messages is in enqueue order.
 func TestBrokerOutage(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db testdb.DB) {
+		t.Parallel()
 		const keys, perKey = 20, 100
 		dir := t.TempDir()
 		var produced atomic.Int64
@@ -50,7 +51,7 @@ func TestBrokerOutage(t *testing.T) {
 		_, portText, _ := net.SplitHostPort(addr)
 		port, _ := strconv.Atoi(portText)
 
-		ob, err := outbox.New(db, outbox.Config{})
+		ob, err := outbox.New(db.Store)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +66,7 @@ func TestBrokerOutage(t *testing.T) {
 		}
 
 		pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "events", BatchSize: 50})
-		relay, err := outbox.NewRelay(db, pub, outbox.RelayConfig{
+		relay, err := outbox.NewRelay(db.Store, pub, outbox.RelayConfig{
 			Logger: quiet, BatchSize: 50, LeaseDuration: 3 * time.Second,
 			RetryBackoff: 50 * time.Millisecond, MaxRetryBackoff: 400 * time.Millisecond,
 		})
@@ -82,18 +83,18 @@ func TestBrokerOutage(t *testing.T) {
 			}
 		}()
 		stats := func() outbox.Stats {
-			s, err := relay.Stats(context.Background())
+			s, err := relay.Outbox().Stats(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
 			return s
 		}
 
-		eventually(t, 30*time.Second, "a few batches delivered", func() bool { return produced.Load() >= 5 })
+		testdb.Eventually(t, 30*time.Second, "a few batches delivered", func() bool { return produced.Load() >= 5 })
 		first.Close()
 		// The batch in flight when the broker went down settles: the
 		// partitions acknowledged before it went are done, the rest fail.
-		eventually(t, 30*time.Second, "a failed publish recorded", func() bool { return stats().Retrying > 0 })
+		testdb.Eventually(t, 30*time.Second, "a failed publish recorded", func() bool { return stats().Retrying > 0 })
 
 		during := stats()
 		if during.Pending == 0 || during.Pending == int64(len(all)) {
@@ -114,7 +115,7 @@ func TestBrokerOutage(t *testing.T) {
 			t.Fatalf("restart on port %d: %v", port, err)
 		}
 		defer second.Close()
-		eventually(t, 60*time.Second, "the outbox drained after the restart", func() bool { return stats().Pending == 0 })
+		testdb.Eventually(t, 60*time.Second, "the outbox drained after the restart", func() bool { return stats().Pending == 0 })
 		if s := stats(); s.Parked != 0 {
 			t.Fatalf("%d rows parked", s.Parked)
 		}
@@ -151,39 +152,42 @@ func TestBrokerOutage(t *testing.T) {
 // rejoins its group, and handles what is published after the restart,
 // each message taking effect once.
 func TestConsumerBrokerOutage(t *testing.T) {
-	db := testdb.Open(t, "sqlite")
-	dir := t.TempDir()
-	first, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir), kfake.SeedTopics(2, "events", "events.dlq"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Close()
-	addr := first.ListenAddrs()[0]
-	_, portText, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(portText)
-
-	pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "events"})
-	publish := func(msgs ...outbox.Message) {
-		t.Helper()
-		eventually(t, 30*time.Second, "publish", func() bool { return pub.Publish(context.Background(), msgs) == nil })
-	}
-	publish(msg("a", 1), msg("b", 1))
-	h := newEffectHandler(t, db)
-	runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g", Topics: []string{"events"}}, h))
-	eventually(t, 30*time.Second, "two effects", func() bool { return len(effects(t, db)) == 2 })
-
-	first.Close()
-	time.Sleep(time.Second)
-	second, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dir))
-	if err != nil {
-		t.Fatalf("restart on port %d: %v", port, err)
-	}
-	defer second.Close()
-	publish(msg("a", 2), msg("b", 2))
-	eventually(t, 60*time.Second, "four effects", func() bool { return len(effects(t, db)) == 4 })
-	for id, n := range effects(t, db) {
-		if n != 1 {
-			t.Errorf("message %s had %d effects", id, n)
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db testdb.DB) {
+		t.Parallel()
+		dir := t.TempDir()
+		first, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir), kfake.SeedTopics(2, "events", "events.dlq"))
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		defer first.Close()
+		addr := first.ListenAddrs()[0]
+		_, portText, _ := net.SplitHostPort(addr)
+		port, _ := strconv.Atoi(portText)
+
+		pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "events"})
+		publish := func(msgs ...outbox.Message) {
+			t.Helper()
+			testdb.Eventually(t, 30*time.Second, "publish", func() bool { return pub.Publish(context.Background(), msgs) == nil })
+		}
+		publish(msg("a", 1), msg("b", 1))
+		h := newEffectHandler(t, db)
+		runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g", Topics: []string{"events"}}, h))
+		testdb.Eventually(t, 30*time.Second, "two effects", func() bool { return len(effects(t, db)) == 2 })
+
+		first.Close()
+		time.Sleep(time.Second)
+		second, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dir))
+		if err != nil {
+			t.Fatalf("restart on port %d: %v", port, err)
+		}
+		defer second.Close()
+		publish(msg("a", 2), msg("b", 2))
+		testdb.Eventually(t, 60*time.Second, "four effects", func() bool { return len(effects(t, db)) == 4 })
+		for id, n := range effects(t, db) {
+			if n != 1 {
+				t.Errorf("message %s had %d effects", id, n)
+			}
+		}
+	})
 }

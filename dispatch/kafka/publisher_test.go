@@ -16,6 +16,7 @@ import (
 
 	"github.com/keel-go/keel/dispatch/kafka"
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
 )
 
 const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -25,6 +26,7 @@ const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 // the partition Java's murmur2 partitioner picks, in batch order per key,
 // with every field in its header and traceparent passed through.
 func TestPublisherRecords(t *testing.T) {
+	t.Parallel()
 	_, addr := cluster(t, kfake.NumBrokers(3), kfake.SeedTopics(8, "orders"))
 	pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "orders"})
 
@@ -151,6 +153,7 @@ func TestPublisherRecords(t *testing.T) {
 // TestPublisherAcks checks on the wire that every produce request asks for
 // acknowledgement by all in-sync replicas, and that Publish waits for it.
 func TestPublisherAcks(t *testing.T) {
+	t.Parallel()
 	c, addr := cluster(t, kfake.SeedTopics(4, "t"))
 	var mu sync.Mutex
 	var acks []int16
@@ -193,6 +196,7 @@ func TestPublisherAcks(t *testing.T) {
 // else TopicFunc, else the default; and that a message with no valid topic
 // fails permanently without holding up the others.
 func TestPublisherTopics(t *testing.T) {
+	t.Parallel()
 	_, addr := cluster(t, kfake.SeedTopics(2, "default", "own", "order-events", "invoice-events"))
 	pub := newPublisher(t, kafka.PublisherConfig{
 		Brokers: []string{addr},
@@ -243,6 +247,7 @@ func TestPublisherTopics(t *testing.T) {
 // messages of their keys, which it holds back), and that the rest reached
 // the topic.
 func TestPublisherPartialFailure(t *testing.T) {
+	t.Parallel()
 	t.Run("missing topic", func(t *testing.T) {
 		// Auto-creation is off: the broker answers UNKNOWN_TOPIC_OR_PARTITION
 		// for "missing" only.
@@ -404,6 +409,7 @@ func TestPublisherPartialFailure(t *testing.T) {
 }
 
 func TestPublisherConfig(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		cfg  kafka.PublisherConfig
@@ -419,7 +425,7 @@ func TestPublisherConfig(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := kafka.NewPublisher(c.cfg)
-			if !errors.Is(err, kafka.ErrInvalidConfig) || !strings.Contains(err.Error(), c.want) {
+			if !errors.Is(err, store.ErrInvalidConfig) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("NewPublisher = %v, want ErrInvalidConfig mentioning %q", err, c.want)
 			}
 		})
