@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/repository"
 )
 
@@ -15,40 +16,24 @@ import (
 // same statements; the repositories should cost little more than the
 // baseline.
 func BenchmarkLoadSave(b *testing.B) {
-	for _, name := range []string{"sqlite", "postgres"} {
-		b.Run(name, func(b *testing.B) {
-			db := openDB(b, name)
+	for _, setup := range testdb.Setups {
+		b.Run(setup.Name, func(b *testing.B) {
+			tdb := testdb.Open(b, setup)
+			db := tdb.SQL()
 			ctx := context.Background()
-			doc, err := repository.NewDocument(db, repository.DocumentConfig[*Account]{Type: "account", New: newAccountFunc})
+			doc, err := repository.NewDocument(tdb.Store, repository.DocumentConfig[*Account]{Type: "account", New: newAccountFunc})
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := db.Exec(accountsDDL("accounts")); err != nil {
-				b.Fatal(err)
-			}
-			tbl, err := repository.NewTable(db, repository.TableConfig[*Account]{
+			exec(b, tdb, accountsDDL("accounts"))
+			tbl, err := repository.NewTable(tdb.Store, repository.TableConfig[*Account]{
 				Table: "accounts", Type: "account", New: newAccountFunc,
 				Columns: []string{"owner", "balance"}, Fields: accountFields,
 			})
 			if err != nil {
 				b.Fatal(err)
 			}
-			pg := name == "postgres"
-			rebind := func(q string) string {
-				if !pg {
-					return q
-				}
-				out, n := []byte{}, 0
-				for i := 0; i < len(q); i++ {
-					if q[i] == '?' {
-						n++
-						out = append(out, '$', byte('0'+n))
-						continue
-					}
-					out = append(out, q[i])
-				}
-				return string(out)
-			}
+			d := tdb.Dialect()
 			for _, repo := range []repository.Repository[*Account]{doc, tbl} {
 				if err := repo.Save(ctx, db, newAccount("a1", "Ada")); err != nil {
 					b.Fatal(err)
@@ -82,14 +67,8 @@ func BenchmarkLoadSave(b *testing.B) {
 			b.Run("document", func(b *testing.B) { run(b, viaRepo(doc)) })
 			b.Run("table", func(b *testing.B) { run(b, viaRepo(tbl)) })
 
-			ts := func(t time.Time) any {
-				if pg {
-					return t.UTC()
-				}
-				return t.UnixMicro()
-			}
-			getDoc := rebind("SELECT version, state FROM keel_aggregates WHERE aggregate_type = ? AND aggregate_id = ?")
-			putDoc := rebind("UPDATE keel_aggregates SET version = ?, state = ?, updated_at = ? WHERE aggregate_type = ? AND aggregate_id = ? AND version = ?")
+			getDoc := d.Rebind("SELECT version, state FROM " + tdb.Table("aggregates") + " WHERE aggregate_type = ? AND aggregate_id = ?")
+			putDoc := d.Rebind("UPDATE " + tdb.Table("aggregates") + " SET version = ?, state = ?, updated_at = ? WHERE aggregate_type = ? AND aggregate_id = ? AND version = ?")
 			b.Run("document-baseline", func(b *testing.B) {
 				run(b, func(tx *sql.Tx) error {
 					var v int64
@@ -106,12 +85,12 @@ func BenchmarkLoadSave(b *testing.B) {
 					if err != nil {
 						return err
 					}
-					_, err = tx.ExecContext(ctx, putDoc, v+1, string(state), ts(time.Now()), "account", "a1", v)
+					_, err = tx.ExecContext(ctx, putDoc, v+1, string(state), d.Time(time.Now()), "account", "a1", v)
 					return err
 				})
 			})
-			getRow := rebind("SELECT version, owner, balance FROM accounts WHERE id = ?")
-			putRow := rebind("UPDATE accounts SET owner = ?, balance = ?, version = ? WHERE id = ? AND version = ?")
+			getRow := d.Rebind("SELECT version, owner, balance FROM accounts WHERE id = ?")
+			putRow := d.Rebind("UPDATE accounts SET owner = ?, balance = ?, version = ? WHERE id = ? AND version = ?")
 			b.Run("table-baseline", func(b *testing.B) {
 				run(b, func(tx *sql.Tx) error {
 					var v int64

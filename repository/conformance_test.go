@@ -2,7 +2,6 @@ package repository_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/keel-go/keel/aggregate"
+	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/repository"
 )
 
@@ -44,16 +44,18 @@ func wantConflict(t *testing.T, err error, id string, expected, actual int64) {
 		t.Fatalf("err = %T %v, want *ConflictError", err, err)
 	}
 	want := repository.ConflictError{Type: "account", ID: id, Expected: expected, Actual: actual}
-	if *ce != want {
-		t.Fatalf("conflict = %+v, want %+v", *ce, want)
+	if diff := cmp.Diff(want, *ce); diff != "" {
+		t.Fatalf("conflict (-want +got):\n%s", diff)
 	}
 }
 
 func TestRoundTrip(t *testing.T) {
-	eachKind(t, func(t *testing.T, db *sql.DB, repo repository.Repository[*Account]) {
+	t.Parallel()
+	eachKind(t, func(t *testing.T, db testdb.DB, repo repository.Repository[*Account]) {
 		a := newAccount("a1", "Ada")
 		a.Deposit(100)
-		mustSave(t, repo, db, a)
+		tr := tracking(db.SQL())
+		mustSave(t, repo, tr, a)
 		if a.Version() != 1 {
 			t.Fatalf("version after insert = %d, want 1", a.Version())
 		}
@@ -61,7 +63,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatalf("pending events after save = %d, want 1: the repository must leave them to the unit of work", len(a.Events()))
 		}
 
-		got := mustGet(t, repo, db, "a1")
+		got := mustGet(t, repo, db.SQL(), "a1")
 		if diff := cmp.Diff(a, got, ignoreRoot); diff != "" {
 			t.Fatalf("loaded aggregate differs (-saved +loaded):\n%s", diff)
 		}
@@ -75,17 +77,19 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestVersionIncrements(t *testing.T) {
-	eachKind(t, func(t *testing.T, db *sql.DB, repo repository.Repository[*Account]) {
+	t.Parallel()
+	eachKind(t, func(t *testing.T, db testdb.DB, repo repository.Repository[*Account]) {
 		a := newAccount("a1", "Ada")
-		mustSave(t, repo, db, a)
+		mustSave(t, repo, db.SQL(), a)
+		tr := tracking(db.SQL())
 		for want := int64(2); want <= 4; want++ {
 			a.Deposit(10)
-			mustSave(t, repo, db, a)
+			mustSave(t, repo, tr, a)
 			if a.Version() != want {
 				t.Fatalf("version = %d, want %d", a.Version(), want)
 			}
 		}
-		got := mustGet(t, repo, db, "a1")
+		got := mustGet(t, repo, db.SQL(), "a1")
 		if got.Version() != 4 || got.Balance != 30 {
 			t.Fatalf("loaded v%d balance %d, want v4 balance 30", got.Version(), got.Balance)
 		}
@@ -98,32 +102,35 @@ func TestVersionIncrements(t *testing.T) {
 }
 
 func TestStaleUpdate(t *testing.T) {
-	eachKind(t, func(t *testing.T, db *sql.DB, repo repository.Repository[*Account]) {
-		mustSave(t, repo, db, newAccount("a1", "Ada"))
-		first := mustGet(t, repo, db, "a1")
-		second := mustGet(t, repo, db, "a1")
+	t.Parallel()
+	eachKind(t, func(t *testing.T, db testdb.DB, repo repository.Repository[*Account]) {
+		q := db.SQL()
+		mustSave(t, repo, q, newAccount("a1", "Ada"))
+		first := mustGet(t, repo, q, "a1")
+		second := mustGet(t, repo, q, "a1")
 
 		first.Deposit(5)
-		mustSave(t, repo, db, first)
+		mustSave(t, repo, tracking(q), first)
 		second.Deposit(7)
-		err := repo.Save(context.Background(), db, second)
+		err := repo.Save(context.Background(), tracking(q), second)
 		wantConflict(t, err, "a1", 1, 2)
 		if second.Version() != 1 {
 			t.Fatalf("version after a failed save = %d, want 1", second.Version())
 		}
-		if got := mustGet(t, repo, db, "a1"); got.Balance != 5 || got.Version() != 2 {
+		if got := mustGet(t, repo, q, "a1"); got.Balance != 5 || got.Version() != 2 {
 			t.Fatalf("stored v%d balance %d, want the first writer's v2 balance 5", got.Version(), got.Balance)
 		}
 	})
 }
 
 func TestDuplicateInsert(t *testing.T) {
-	eachKind(t, func(t *testing.T, db *sql.DB, repo repository.Repository[*Account]) {
+	t.Parallel()
+	eachKind(t, func(t *testing.T, db testdb.DB, repo repository.Repository[*Account]) {
 		ctx := context.Background()
 		a := newAccount("a1", "Ada")
-		mustSave(t, repo, db, a)
+		mustSave(t, repo, db.SQL(), a)
 		a.Deposit(1)
-		mustSave(t, repo, db, a) // now at version 2
+		mustSave(t, repo, tracking(db.SQL()), a) // now at version 2
 
 		// Inside a transaction, so PostgreSQL would abort it on an error.
 		tx := begin(t, db)
@@ -138,69 +145,73 @@ func TestDuplicateInsert(t *testing.T) {
 		}
 		mustSave(t, repo, tx, newAccount("a2", "Bob"))
 		commit(t, tx)
-		if ok, err := repo.Exists(ctx, db, "a2"); err != nil || !ok {
+		if ok, err := repo.Exists(ctx, db.SQL(), "a2"); err != nil || !ok {
 			t.Fatalf("Exists(a2) = %v, %v after commit", ok, err)
 		}
 	})
 }
 
 func TestNotFound(t *testing.T) {
-	eachKind(t, func(t *testing.T, db *sql.DB, repo repository.Repository[*Account]) {
+	t.Parallel()
+	eachKind(t, func(t *testing.T, db testdb.DB, repo repository.Repository[*Account]) {
 		ctx := context.Background()
-		if _, err := repo.Get(ctx, db, "missing"); !errors.Is(err, repository.ErrNotFound) {
+		q := db.SQL()
+		if _, err := repo.Get(ctx, q, "missing"); !errors.Is(err, repository.ErrNotFound) {
 			t.Fatalf("Get = %v, want ErrNotFound", err)
 		}
-		if _, err := repo.GetForUpdate(ctx, db, "missing"); !errors.Is(err, repository.ErrNotFound) {
+		if _, err := repo.GetForUpdate(ctx, q, "missing"); !errors.Is(err, repository.ErrNotFound) {
 			t.Fatalf("GetForUpdate = %v, want ErrNotFound", err)
 		}
-		if ok, err := repo.Exists(ctx, db, "missing"); err != nil || ok {
+		if ok, err := repo.Exists(ctx, q, "missing"); err != nil || ok {
 			t.Fatalf("Exists = %v, %v; want false", ok, err)
 		}
-		mustSave(t, repo, db, newAccount("a1", "Ada"))
-		if ok, err := repo.Exists(ctx, db, "a1"); err != nil || !ok {
+		mustSave(t, repo, q, newAccount("a1", "Ada"))
+		if ok, err := repo.Exists(ctx, q, "a1"); err != nil || !ok {
 			t.Fatalf("Exists = %v, %v; want true", ok, err)
 		}
 	})
 }
 
 func TestDelete(t *testing.T) {
-	eachKind(t, func(t *testing.T, db *sql.DB, repo repository.Repository[*Account]) {
+	t.Parallel()
+	eachKind(t, func(t *testing.T, db testdb.DB, repo repository.Repository[*Account]) {
 		ctx := context.Background()
+		q := db.SQL()
 		t.Run("current", func(t *testing.T) {
 			a := newAccount("d1", "Ada")
-			mustSave(t, repo, db, a)
-			if err := repo.Delete(ctx, db, a); err != nil {
+			mustSave(t, repo, q, a)
+			if err := repo.Delete(ctx, q, a); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := repo.Get(ctx, db, "d1"); !errors.Is(err, repository.ErrNotFound) {
+			if _, err := repo.Get(ctx, q, "d1"); !errors.Is(err, repository.ErrNotFound) {
 				t.Fatalf("Get after delete = %v, want ErrNotFound", err)
 			}
 			// Deleted under a writer that still holds it.
 			a.Deposit(1)
-			err := repo.Save(ctx, db, a)
+			err := repo.Save(ctx, tracking(q), a)
 			wantConflict(t, err, "d1", 1, 0)
 			if !strings.Contains(err.Error(), "no longer stored") {
 				t.Errorf("message %q does not say the row is gone", err)
 			}
-			if err := repo.Delete(ctx, db, a); err != nil {
+			if err := repo.Delete(ctx, tracking(q), a); err != nil {
 				wantConflict(t, err, "d1", 1, 0)
 			} else {
 				t.Fatal("second delete succeeded")
 			}
 		})
 		t.Run("stale", func(t *testing.T) {
-			mustSave(t, repo, db, newAccount("d2", "Ada"))
-			stale := mustGet(t, repo, db, "d2")
-			fresh := mustGet(t, repo, db, "d2")
+			mustSave(t, repo, q, newAccount("d2", "Ada"))
+			stale := mustGet(t, repo, q, "d2")
+			fresh := mustGet(t, repo, q, "d2")
 			fresh.Deposit(1)
-			mustSave(t, repo, db, fresh)
-			wantConflict(t, repo.Delete(ctx, db, stale), "d2", 1, 2)
-			if ok, _ := repo.Exists(ctx, db, "d2"); !ok {
+			mustSave(t, repo, tracking(q), fresh)
+			wantConflict(t, repo.Delete(ctx, q, stale), "d2", 1, 2)
+			if ok, _ := repo.Exists(ctx, q, "d2"); !ok {
 				t.Fatal("a stale delete removed the row")
 			}
 		})
 		t.Run("never saved", func(t *testing.T) {
-			if err := repo.Delete(ctx, db, newAccount("d3", "Ada")); !errors.Is(err, repository.ErrNotFound) {
+			if err := repo.Delete(ctx, q, newAccount("d3", "Ada")); !errors.Is(err, repository.ErrNotFound) {
 				t.Fatalf("err = %v, want ErrNotFound", err)
 			}
 		})
@@ -208,9 +219,10 @@ func TestDelete(t *testing.T) {
 }
 
 func TestTrack(t *testing.T) {
-	eachKind(t, func(t *testing.T, db *sql.DB, repo repository.Repository[*Account]) {
+	t.Parallel()
+	eachKind(t, func(t *testing.T, db testdb.DB, repo repository.Repository[*Account]) {
 		ctx := context.Background()
-		tx := &trackingTx{Tx: begin(t, db)}
+		tx := tracking(begin(t, db))
 		a := newAccount("a1", "Ada")
 		a.Deposit(10)
 		mustSave(t, repo, tx, a)
@@ -247,15 +259,17 @@ func TestTrack(t *testing.T) {
 
 		// The repository itself writes no outbox rows.
 		var n int
-		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM keel_outbox").Scan(&n); err != nil || n != 0 {
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+db.Table("outbox")).Scan(&n); err != nil || n != 0 {
 			t.Fatalf("outbox rows = %d, %v; want 0", n, err)
 		}
 	})
 }
 
 func TestBadInput(t *testing.T) {
-	eachKind(t, func(t *testing.T, db *sql.DB, repo repository.Repository[*Account]) {
+	t.Parallel()
+	eachKind(t, func(t *testing.T, db testdb.DB, repo repository.Repository[*Account]) {
 		ctx := context.Background()
+		q := db.SQL()
 		for name, tc := range map[string]struct {
 			a    *Account
 			want error
@@ -264,25 +278,25 @@ func TestBadInput(t *testing.T) {
 			"no Init":  {&Account{}, aggregate.ErrEmptyType},
 			"empty id": {newAccount("", "Ada"), aggregate.ErrEmptyID},
 		} {
-			if err := repo.Save(ctx, db, tc.a); !errors.Is(err, tc.want) {
+			if err := repo.Save(ctx, q, tc.a); !errors.Is(err, tc.want) {
 				t.Errorf("Save(%s) = %v, want %v", name, err, tc.want)
 			}
-			if err := repo.Delete(ctx, db, tc.a); !errors.Is(err, tc.want) {
+			if err := repo.Delete(ctx, q, tc.a); !errors.Is(err, tc.want) {
 				t.Errorf("Delete(%s) = %v, want %v", name, err, tc.want)
 			}
 		}
 		other := &Account{}
 		other.Init("order", "o1")
-		if err := repo.Save(ctx, db, other); err == nil || !strings.Contains(err.Error(), `"order"`) {
+		if err := repo.Save(ctx, q, other); err == nil || !strings.Contains(err.Error(), `"order"`) {
 			t.Errorf("Save of another type = %v, want an error naming the type", err)
 		}
-		if _, err := repo.Get(ctx, db, ""); !errors.Is(err, aggregate.ErrEmptyID) {
+		if _, err := repo.Get(ctx, q, ""); !errors.Is(err, aggregate.ErrEmptyID) {
 			t.Errorf("Get(\"\") = %v, want ErrEmptyID", err)
 		}
-		if _, err := repo.GetForUpdate(ctx, db, ""); !errors.Is(err, aggregate.ErrEmptyID) {
+		if _, err := repo.GetForUpdate(ctx, q, ""); !errors.Is(err, aggregate.ErrEmptyID) {
 			t.Errorf("GetForUpdate(\"\") = %v, want ErrEmptyID", err)
 		}
-		if _, err := repo.Exists(ctx, db, ""); !errors.Is(err, aggregate.ErrEmptyID) {
+		if _, err := repo.Exists(ctx, q, ""); !errors.Is(err, aggregate.ErrEmptyID) {
 			t.Errorf("Exists(\"\") = %v, want ErrEmptyID", err)
 		}
 	})

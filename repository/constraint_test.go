@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/keel-go/keel/aggregate"
+	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/repository"
 )
 
@@ -42,7 +43,7 @@ type fleet struct {
 	vehicles *repository.Table[*Vehicle]
 }
 
-func newFleet(t *testing.T, db *sql.DB) fleet {
+func newFleet(t *testing.T, db testdb.DB) fleet {
 	t.Helper()
 	exec(t, db, `CREATE TABLE drivers (
 		id      TEXT PRIMARY KEY,
@@ -57,7 +58,7 @@ func newFleet(t *testing.T, db *sql.DB) fleet {
 		driver_id TEXT,
 		CONSTRAINT vehicles_driver_fkey FOREIGN KEY (driver_id) REFERENCES drivers (id),
 		CONSTRAINT vehicles_one_driver UNIQUE (driver_id))`)
-	drivers, err := repository.NewTable(db, repository.TableConfig[*Driver]{
+	drivers, err := repository.NewTable(db.Store, repository.TableConfig[*Driver]{
 		Table:   "drivers",
 		Type:    "driver",
 		New:     func() *Driver { return new(Driver) },
@@ -67,7 +68,7 @@ func newFleet(t *testing.T, db *sql.DB) fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vehicles, err := repository.NewTable(db, repository.TableConfig[*Vehicle]{
+	vehicles, err := repository.NewTable(db.Store, repository.TableConfig[*Vehicle]{
 		Table:   "vehicles",
 		Type:    "vehicle",
 		New:     func() *Vehicle { return new(Vehicle) },
@@ -105,10 +106,13 @@ func wantConstraint(t *testing.T, err, kind error, pgName, sqliteName string, po
 }
 
 func TestConstraintViolations(t *testing.T) {
-	eachDB(t, func(t *testing.T, db *sql.DB) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, tdb testdb.DB) {
+		t.Parallel()
 		ctx := context.Background()
-		f := newFleet(t, db)
-		pg := isPostgres(t, db)
+		f := newFleet(t, tdb)
+		pg := tdb.Setup.IsPostgres()
+		db := tdb.SQL()
 
 		alice := newDriver("d1", "Alice", "123-45-6789")
 		if err := f.drivers.Save(ctx, db, alice); err != nil {
@@ -116,7 +120,7 @@ func TestConstraintViolations(t *testing.T) {
 		}
 
 		t.Run("unique SSN", func(t *testing.T) {
-			tx := &trackingTx{Tx: begin(t, db)}
+			tx := tracking(begin(t, tdb))
 			err := f.drivers.Save(ctx, tx, newDriver("d2", "Mallory", "123-45-6789"))
 			wantConstraint(t, err, repository.ErrUniqueViolation, "drivers_ssn_key", "drivers.ssn", pg)
 			if len(tx.tracked) != 0 {

@@ -9,11 +9,12 @@ import (
 	"os"
 	"path/filepath"
 
-	_ "github.com/mattn/go-sqlite3"
+	_ "modernc.org/sqlite" // driver "sqlite", pure Go
 
 	"github.com/keel-go/keel/aggregate"
-	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/repository"
+	"github.com/keel-go/keel/store"
+	"github.com/keel-go/keel/store/sqlite"
 )
 
 // Wallet is an example aggregate: a struct embedding aggregate.Root.
@@ -29,30 +30,34 @@ func NewWallet(id string) *Wallet {
 	return w
 }
 
-// exampleDB opens a SQLite database in a temporary directory with keel's
-// tables. The options make every transaction take the write lock at BEGIN
-// and enforce foreign keys.
-func exampleDB() (db *sql.DB, cleanup func()) {
+// exampleStore opens a SQLite database in a temporary directory, with the
+// options keel recommends (sqlite.FileDSN), and creates keel's tables.
+func exampleStore() (st *store.Store, cleanup func()) {
 	dir, err := os.MkdirTemp("", "keel-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	db, err = sql.Open("sqlite3", "file:"+filepath.Join(dir, "app.db")+"?_txlock=immediate&_foreign_keys=on&_busy_timeout=5000")
+	db, err := sql.Open("sqlite", sqlite.FileDSN(filepath.Join(dir, "app.db")))
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := outbox.Migrate(context.Background(), db, outbox.Config{}); err != nil {
+	st, err = store.Open(db, sqlite.Dialect(), store.Options{})
+	if err != nil {
 		log.Fatal(err)
 	}
-	return db, func() { db.Close(); os.RemoveAll(dir) }
+	if err := st.Migrate(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	return st, func() { db.Close(); os.RemoveAll(dir) }
 }
 
 func ExampleNewDocument() {
 	ctx := context.Background()
-	db, cleanup := exampleDB()
+	st, cleanup := exampleStore()
 	defer cleanup()
+	db := st.DB()
 
-	wallets, err := repository.NewDocument(db, repository.DocumentConfig[*Wallet]{
+	wallets, err := repository.NewDocument(st, repository.DocumentConfig[*Wallet]{
 		Type: "wallet",
 		New:  func() *Wallet { return new(Wallet) },
 	})
@@ -81,10 +86,11 @@ func ExampleNewDocument() {
 
 func ExampleConflictError() {
 	ctx := context.Background()
-	db, cleanup := exampleDB()
+	st, cleanup := exampleStore()
 	defer cleanup()
+	db := st.DB()
 
-	wallets, err := repository.NewDocument(db, repository.DocumentConfig[*Wallet]{
+	wallets, err := repository.NewDocument(st, repository.DocumentConfig[*Wallet]{
 		Type: "wallet",
 		New:  func() *Wallet { return new(Wallet) },
 	})
@@ -123,8 +129,9 @@ type Person struct {
 
 func ExampleNewTable() {
 	ctx := context.Background()
-	db, cleanup := exampleDB()
+	st, cleanup := exampleStore()
 	defer cleanup()
+	db := st.DB()
 
 	// The application owns this table and its unique constraint.
 	if _, err := db.Exec(`CREATE TABLE people (
@@ -134,7 +141,7 @@ func ExampleNewTable() {
 		ssn     TEXT NOT NULL UNIQUE)`); err != nil {
 		log.Fatal(err)
 	}
-	people, err := repository.NewTable(db, repository.TableConfig[*Person]{
+	people, err := repository.NewTable(st, repository.TableConfig[*Person]{
 		Table:   "people",
 		Type:    "person",
 		New:     func() *Person { return new(Person) },
@@ -173,10 +180,11 @@ func (u *unitOfWork) Track(a aggregate.Aggregate) { u.tracked = append(u.tracked
 
 func ExampleTracker() {
 	ctx := context.Background()
-	db, cleanup := exampleDB()
+	st, cleanup := exampleStore()
 	defer cleanup()
+	db := st.DB()
 
-	wallets, err := repository.NewDocument(db, repository.DocumentConfig[*Wallet]{
+	wallets, err := repository.NewDocument(st, repository.DocumentConfig[*Wallet]{
 		Type: "wallet",
 		New:  func() *Wallet { return new(Wallet) },
 	})
@@ -208,8 +216,9 @@ type Car struct {
 
 func ExampleTableConfig_structTags() {
 	ctx := context.Background()
-	db, cleanup := exampleDB()
+	st, cleanup := exampleStore()
 	defer cleanup()
+	db := st.DB()
 
 	// One driver per car: driver_id is unique.
 	if _, err := db.Exec(`CREATE TABLE cars (
@@ -220,7 +229,7 @@ func ExampleTableConfig_structTags() {
 		log.Fatal(err)
 	}
 	// Columns and Fields are left out: they come from the db tags.
-	cars, err := repository.NewTable(db, repository.TableConfig[*Car]{
+	cars, err := repository.NewTable(st, repository.TableConfig[*Car]{
 		Table: "cars",
 		Type:  "car",
 		New:   func() *Car { return new(Car) },

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/repository"
 )
 
@@ -13,32 +14,34 @@ import (
 // second transaction wait for the first: the second reads only after the
 // first commits, so it sees the committed state and saves without conflict.
 func TestGetForUpdateBlocks(t *testing.T) {
-	eachKind(t, func(t *testing.T, db *sql.DB, repo repository.Repository[*Account]) {
+	t.Parallel()
+	eachKind(t, func(t *testing.T, tdb testdb.DB, repo repository.Repository[*Account]) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		db := tdb.SQL()
 		mustSave(t, repo, db, newAccount("a1", "Ada"))
 
-		if !isPostgres(t, db) {
+		if !tdb.Setup.IsPostgres() {
 			// SQLite serialises writers at BEGIN (_txlock=immediate), so
 			// GetForUpdate is a plain read inside the transaction.
-			tx := begin(t, db)
+			tx := begin(t, tdb)
 			a, err := repo.GetForUpdate(ctx, tx, "a1")
 			if err != nil {
 				t.Fatal(err)
 			}
 			a.Deposit(1)
-			mustSave(t, repo, tx, a)
+			mustSave(t, repo, tracking(tx), a)
 			commit(t, tx)
 			return
 		}
 
-		first := begin(t, db)
+		first := begin(t, tdb)
 		a, err := repo.GetForUpdate(ctx, first, "a1")
 		if err != nil {
 			t.Fatal(err)
 		}
 
-		second := begin(t, db)
+		second := begin(t, tdb)
 		var pid int
 		if err := second.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 			t.Fatal(err)
@@ -56,7 +59,7 @@ func TestGetForUpdateBlocks(t *testing.T) {
 		// Wait until PostgreSQL reports the second backend waiting on a lock.
 		for {
 			var waiting sql.NullString
-			err := db.QueryRowContext(ctx, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid).Scan(&waiting)
+			err := db.QueryRowContext(ctx, tdb.Dialect().Rebind("SELECT wait_event_type FROM pg_stat_activity WHERE pid = ?"), pid).Scan(&waiting)
 			if err != nil {
 				t.Fatalf("waiting for the second transaction to block: %v", err)
 			}
@@ -76,7 +79,7 @@ func TestGetForUpdateBlocks(t *testing.T) {
 		}
 
 		a.Deposit(10)
-		mustSave(t, repo, first, a)
+		mustSave(t, repo, tracking(first), a)
 		commit(t, first)
 
 		var r result
@@ -92,7 +95,7 @@ func TestGetForUpdateBlocks(t *testing.T) {
 			t.Fatalf("second transaction read v%d balance %d, want the committed v2 balance 10", r.a.Version(), r.a.Balance)
 		}
 		r.a.Deposit(5)
-		mustSave(t, repo, second, r.a)
+		mustSave(t, repo, tracking(second), r.a)
 		commit(t, second)
 		if got := mustGet(t, repo, db, "a1"); got.Version() != 3 || got.Balance != 15 {
 			t.Fatalf("final v%d balance %d, want v3 balance 15", got.Version(), got.Balance)
