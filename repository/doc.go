@@ -3,11 +3,17 @@
 //
 // # Two ways to store an aggregate
 //
+// Every repository is built over a *store.Store, the value that knows the
+// database's dialect and the names of keel's tables:
+//
+//	st, err := store.Open(db, sqlite.Dialect(), store.Options{})
+//	err = st.Migrate(ctx) // or apply st.Migrations() with your own tool
+//
 // A Document repository stores the aggregate as a JSON document in keel's
-// aggregates table, which outbox.Migrate creates. It needs no SQL from the
+// aggregates table, which Store.Migrate creates. It needs no SQL from the
 // application:
 //
-//	accounts, err := repository.NewDocument(db, repository.DocumentConfig[*Account]{
+//	accounts, err := repository.NewDocument(st, repository.DocumentConfig[*Account]{
 //		Type: "account",
 //		New:  func() *Account { return new(Account) },
 //	})
@@ -16,7 +22,7 @@
 // one column per field. Fields returns pointers to the stored fields, in
 // the order of Columns; Save reads through them and Get scans into them:
 //
-//	drivers, err := repository.NewTable(db, repository.TableConfig[*Driver]{
+//	drivers, err := repository.NewTable(st, repository.TableConfig[*Driver]{
 //		Table:   "drivers",
 //		Type:    "driver",
 //		New:     func() *Driver { return new(Driver) },
@@ -33,6 +39,10 @@
 // Both repositories implement Repository. Every method takes a Querier, so
 // it runs in whatever the caller passes: a *sql.DB, a *sql.Tx, a *sqlx.Tx or
 // the unit of work's transaction.
+//
+// Ids are at most 512 bytes of valid UTF-8; any other id is refused with an
+// error matching ErrInvalidID before it reaches the database. Error
+// messages quote ids cut to their first 64 bytes.
 //
 // # Versions and conflicts
 //
@@ -59,4 +69,12 @@
 // a Tracker. The unit of work's transaction is one: it writes the
 // aggregate's pending events to the outbox in the same transaction and
 // marks them committed once that transaction commits.
+//
+// A Querier that is not a Tracker (a *sql.DB, *sql.Tx, *sql.Conn or sqlx
+// handle) cannot carry events to the outbox, so Save and Delete refuse an
+// aggregate with pending events through it, with an error matching
+// ErrUntracked, and store nothing. Run such changes in a unit of work:
+// uow.Runner.Do, or Runner.Join with the transaction the application
+// already holds. An aggregate without pending events saves through any
+// Querier.
 package repository
