@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/keel-go/keel/aggregate"
-	"github.com/keel-go/keel/internal/dialect"
 	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
 	"github.com/keel-go/keel/uow"
 )
 
@@ -21,10 +21,9 @@ import (
 // versioned update, outbox insert, commit) against the same tables, so the
 // two figures of one run compare directly.
 func BenchmarkCommit(b *testing.B) {
-	for _, name := range testdb.Dialects {
-		b.Run(name, func(b *testing.B) {
-			db := testdb.Open(b, name)
-			d, _ := dialect.ByName(name)
+	for _, setup := range testdb.Setups {
+		b.Run(setup.Name, func(b *testing.B) {
+			db := testdb.Open(b, setup)
 			bu := setupBench(b, db)
 			b.Run("keel", func(b *testing.B) {
 				ctx := context.Background()
@@ -46,10 +45,12 @@ func BenchmarkCommit(b *testing.B) {
 				}
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
 			})
-			if name == dialect.Postgres {
+			if setup.IsPostgres() {
 				// The same command without the commit-time NOTIFY that wakes
-				// relays in other processes, to show what it costs.
-				quiet := bundleWith(b, db, uow.Config{DisableNotify: true})
+				// relays in other processes, to show what it costs: a second
+				// store on the same database, with DisableNotify.
+				quietDB := testdb.Reopen(b, setup, db.DSN, store.Options{DisableNotify: true, Logger: testdb.Logger()})
+				quiet := bundleFor(b, quietDB)
 				b.Run("keel-nonotify", func(b *testing.B) {
 					ctx := context.Background()
 					b.ReportAllocs()
@@ -72,11 +73,11 @@ func BenchmarkCommit(b *testing.B) {
 				})
 			}
 			b.Run("baseline", func(b *testing.B) {
-				base := newBaseline(d)
+				base := newBaseline(db)
 				ctx := context.Background()
 				b.ReportAllocs()
 				for b.Loop() {
-					if err := base.deposit(ctx, db, "bench-1", 1); err != nil {
+					if err := base.deposit(ctx, db.SQL(), "bench-1", 1); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -86,7 +87,7 @@ func BenchmarkCommit(b *testing.B) {
 	}
 }
 
-func setupBench(b *testing.B, db *sql.DB) bundle {
+func setupBench(b *testing.B, db testdb.DB) bundle {
 	bu := bundleFor(b, db)
 	if err := bu.runner.Do(context.Background(), func(ctx context.Context, tx *uow.Tx) error {
 		return bu.accounts.Save(ctx, tx, OpenAccount("bench-1", "bench"))
@@ -98,16 +99,17 @@ func setupBench(b *testing.B, db *sql.DB) bundle {
 
 // baseline is the hand-written database/sql version of one deposit.
 type baseline struct {
-	d                   *dialect.Dialect
+	d                   store.Dialect
 	load, update, event string
 }
 
-func newBaseline(d *dialect.Dialect) baseline {
+func newBaseline(db testdb.DB) baseline {
+	d := db.Dialect()
 	return baseline{
 		d:      d,
-		load:   d.Rebind("SELECT version, state FROM keel_aggregates WHERE aggregate_type = ? AND aggregate_id = ?"),
-		update: d.Rebind("UPDATE keel_aggregates SET state = ?, version = ?, updated_at = ? WHERE aggregate_type = ? AND aggregate_id = ? AND version = ?"),
-		event: d.Rebind("INSERT INTO keel_outbox (id, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at, created_at) " +
+		load:   d.Rebind("SELECT version, state FROM " + db.Table("aggregates") + " WHERE aggregate_type = ? AND aggregate_id = ?"),
+		update: d.Rebind("UPDATE " + db.Table("aggregates") + " SET state = ?, version = ?, updated_at = ? WHERE aggregate_type = ? AND aggregate_id = ? AND version = ?"),
+		event: d.Rebind("INSERT INTO " + db.Table("outbox") + " (id, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at, created_at) " +
 			"VALUES (?, '', ?, ?, ?, 'account', ?, ?, ?, '', '', '', ?, ?)"),
 	}
 }
