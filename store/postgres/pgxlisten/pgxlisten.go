@@ -95,6 +95,7 @@ func (l *Listener) listenOnce(ctx context.Context, channel string, notify func()
 			return fmt.Errorf("%w (driver connection is %T)", errNotPgx, dc)
 		}
 		pc := c.Conn()
+		defer pc.Close(context.WithoutCancel(ctx)) // a pgxpool would otherwise take it back, still listening
 		if _, err := pc.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 			return fmt.Errorf("%w: LISTEN %s: %w", driver.ErrBadConn, channel, err)
 		}
