@@ -21,10 +21,25 @@
 // Record wraps each event in an Envelope carrying a time-ordered UUIDv7
 // message id, the event name, the aggregate's type, id and the version the
 // change produces, the time it occurred, and correlation and causation ids.
+// Events returns copies of the pending envelopes, and HasChanges reports
+// whether there are any.
+//
 // Nothing is published by Record: the unit of work (package uow) writes the
 // pending envelopes to the outbox in the same transaction that saves the
-// aggregate, and marks them committed only after that transaction commits.
+// aggregate, and clears them only after that transaction commits. An
+// aggregate with pending events must therefore be saved through a unit of
+// work (uow.Runner.Do, or Runner.Join with the application's own
+// transaction); a repository given a plain *sql.DB or *sql.Tx refuses it
+// with repository.ErrUntracked rather than drop its events.
+//
+// Applications never set an aggregate's version, restore a loaded one or
+// clear its events: repositories and the unit of work do that through a
+// package internal to keel, so the bookkeeping cannot be changed by
+// accident. WithMetadata puts a correlation id and headers (a W3C
+// traceparent, say) in a context; the unit of work copies them onto every
+// event recorded in the unit that does not set its own with RecordWith.
 //
 // A Registry maps event names back to Go types so that a stored payload
-// decodes into the struct it was recorded as.
+// decodes into the struct it was recorded as; Type tells which type, and in
+// which form (struct or pointer), a name was registered with.
 package aggregate

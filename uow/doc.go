@@ -4,9 +4,12 @@
 // or none of it does, so an event is never published for a change that was
 // rolled back, and never lost for a change that committed.
 //
-// A Runner is created once per database:
+// A Runner is created once per database, over the store that the
+// repositories and relays share:
 //
-//	runner, err := uow.New(db, uow.Config{})
+//	st, err := store.Open(db, sqlite.Dialect(), store.Options{})
+//	err = st.Migrate(ctx)
+//	runner, err := uow.New(st, uow.Config{})
 //
 // and each command runs through Do:
 //
@@ -27,10 +30,22 @@
 // first, re-runs the whole function with fresh loads, a bounded number of
 // times.
 //
-// Applications that keep their own transaction pass it to Join, and keel
-// writes into it without committing it. DoIdempotent records a command's
-// idempotency key in the same transaction, so a command retried by a client
+// Aggregates that recorded events must be saved through a unit of work: a
+// repository given a plain *sql.Tx refuses them with
+// repository.ErrUntracked, since their events would never reach the
+// outbox. Applications that keep their own transaction pass it to Join,
+// and keel writes the aggregates' events into it without committing it.
+//
+// DoIdempotent records a command's idempotency key (at most 255 bytes of
+// valid UTF-8) in the same transaction, so a command retried by a client
 // is applied once. Handle registers synchronous handlers that run inside
-// the transaction, and AfterCommit hooks wake a relay as soon as a unit
-// commits.
+// the transaction; the events they record name the event that caused them.
+//
+// Relays need no wiring to learn of new messages: a unit that committed
+// outbox rows wakes the relays of its store in this process at once, and on
+// PostgreSQL the notification sent with the rows wakes relays in other
+// processes whose store has a Listener. Join cannot see the commit, so
+// after committing a joined transaction call Store.Notify to wake this
+// process's relays; otherwise they find the rows at their next poll.
+// AfterCommit hooks remain for other work that must follow a commit.
 package uow
