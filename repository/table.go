@@ -19,7 +19,7 @@ type TableConfig[T aggregate.Aggregate] struct {
 	// Its primary key must be IDColumn.
 	Table string
 	// Type is the aggregate type name, as passed to aggregate.Root.Init,
-	// such as "vehicle". Required.
+	// such as "vehicle". Required; at most 255 bytes.
 	Type string
 	// New returns an empty aggregate for Get to scan into, such as
 	// func() *Vehicle { return new(Vehicle) }. Required.
