@@ -74,13 +74,19 @@ var ErrClosed = errors.New("keel: kafka publisher is closed")
 // acknowledged by all in-sync replicas (acks=all), or has failed.
 //
 // Records are keyed by Message.PartitionKey, so a key's messages land on
-// one partition, in batch order. The batch is written in rounds of at most
-// BatchSize messages and BatchBytes bytes, each in one WriteMessages call,
-// so each partition receives at most one record batch per round and
-// kafka-go sends it with one request in flight per partition: its retries
-// cannot overtake one another. Once a message fails, the later messages of
-// its key are not sent (they fail with an error the relay treats as held),
-// so a retry never lands behind a newer message of its key.
+// one partition, in batch order. The batch is written in rounds, one after
+// the other, each holding at most BatchSize messages and BatchBytes bytes
+// per topic, in one WriteMessages call per topic (topics are written in
+// parallel). Each partition therefore receives at most one record batch
+// per round, and kafka-go sends it with one request in flight per
+// partition: its retries cannot overtake one another. A round never holds
+// messages of one key for two topics, so a key's messages go out one round
+// after another. Once a message fails, the later messages of its key are
+// not sent, whatever their topic (they fail with outbox.ErrHeldBack, which
+// the relay treats as not attempted), so a retry never lands behind a
+// newer message of its key. A topic whose write fails as a whole (it does
+// not exist, the broker is down) is not tried again in the batch: its
+// later messages are reported as outbox.ErrNotAttempted.
 //
 // It returns nil when every message was written; a *outbox.BatchError when
 // only some were; otherwise the error that failed them all. Errors a retry
@@ -101,125 +107,159 @@ func (p *Publisher) Publish(ctx context.Context, batch []outbox.Message) error {
 	}
 
 	errs := make([]error, len(batch))
-	recs := make([]kafkago.Message, len(batch))
-	sizes := make([]int64, len(batch))
 	var hold outbox.HoldBack
-	groups := map[string][]int{}
-	var topics []string
+	dead := map[string]error{} // topics not to try again in this batch, and why
 	now := time.Now()
-	for i := range batch {
-		m := &batch[i]
-		if err := hold.Check(m); err != nil {
-			errs[i] = err
+	for next := 0; next < len(batch); {
+		var rd round
+		next = p.fill(&rd, batch, next, &hold, dead, errs, now)
+		if len(rd.topics) == 0 {
 			continue
 		}
-		topic, err := p.topic(m)
-		if err == nil {
-			recs[i] = toKafka(m, topic, p.cfg.ContentType, now)
-			sizes[i] = recordSize(&recs[i])
-			if sizes[i] > p.cfg.BatchBytes {
-				err = permanent(fmt.Errorf("keel: kafka: message %s is about %d bytes with key and headers, over BatchBytes (%d)", m.ID, sizes[i], p.cfg.BatchBytes))
+		if ctx.Err() != nil {
+			// Neither this round nor any later one is sent.
+			stop := notSent("the publish context ended: " + ctx.Err().Error())
+			for _, t := range rd.topics {
+				for _, i := range rd.at[t] {
+					errs[i] = stop
+					hold.Fail(&batch[i])
+				}
+			}
+			for ; next < len(batch); next++ {
+				if errs[next] = hold.Check(&batch[next]); errs[next] == nil {
+					errs[next] = stop
+					hold.Fail(&batch[next])
+				}
+			}
+			break
+		}
+		p.write(ctx, &rd, errs)
+		for _, t := range rd.topics {
+			failed := 0
+			for _, i := range rd.at[t] {
+				if errs[i] != nil {
+					failed++
+					hold.Fail(&batch[i])
+				}
+			}
+			if failed == len(rd.at[t]) {
+				// The topic failed as a whole (no connection, unknown
+				// topic); so would the rest of its messages.
+				dead[t] = errs[rd.at[t][0]]
 			}
 		}
-		if err != nil {
-			errs[i] = err
-			hold.Fail(m)
-			continue
-		}
-		if _, ok := groups[topic]; !ok {
-			topics = append(topics, topic)
-		}
-		groups[topic] = append(groups[topic], i)
-	}
-
-	// Topics are independent: a missing topic fails its own messages only.
-	if len(topics) == 1 {
-		p.writeTopic(ctx, topics[0], groups[topics[0]], batch, recs, sizes, errs)
-	} else {
-		var wg sync.WaitGroup
-		for _, t := range topics {
-			wg.Go(func() { p.writeTopic(ctx, t, groups[t], batch, recs, sizes, errs) })
-		}
-		wg.Wait()
 	}
 	return result(errs)
 }
 
-// writeTopic writes the messages at idx, all for topic, in rounds, setting
-// errs for the ones that fail. Goroutines for different topics touch
-// disjoint elements of the shared slices.
-func (p *Publisher) writeTopic(ctx context.Context, topic string, idx []int, batch []outbox.Message, recs []kafkago.Message, sizes []int64, errs []error) {
-	var hold outbox.HoldBack
-	round := make([]kafkago.Message, 0, min(len(idx), p.cfg.BatchSize))
-	at := make([]int, 0, cap(round))
-	for next := 0; next < len(idx); {
-		round, at = round[:0], at[:0]
-		var bytes int64
-		for ; next < len(idx); next++ {
-			i := idx[next]
-			if err := hold.Check(&batch[i]); err != nil {
-				errs[i] = err
-				continue
-			}
-			if len(round) == p.cfg.BatchSize || bytes+sizes[i] > p.cfg.BatchBytes {
-				break
-			}
-			round = append(round, recs[i])
-			at = append(at, i)
-			bytes += sizes[i]
-		}
-		if len(round) == 0 {
+// round is what one round writes: per topic, the records and the indexes
+// of their messages in the batch.
+type round struct {
+	topics []string // in order of first appearance
+	recs   map[string][]kafkago.Message
+	at     map[string][]int
+	bytes  map[string]int64
+}
+
+// fill adds to rd the messages of batch from next on, in order, until a
+// topic's share would exceed BatchSize or BatchBytes, or a message's key
+// already has a message for another topic in the round (it must wait for
+// that one's outcome). Messages it cannot send (held back behind a failed
+// message of their key, for a dead topic, or invalid) get their error in
+// errs instead. It returns where the next round starts.
+func (p *Publisher) fill(rd *round, batch []outbox.Message, next int, hold *outbox.HoldBack, dead map[string]error, errs []error, now time.Time) int {
+	rd.recs, rd.at, rd.bytes = map[string][]kafkago.Message{}, map[string][]int{}, map[string]int64{}
+	keyTopic := map[string]string{}
+	for ; next < len(batch); next++ {
+		m := &batch[next]
+		if err := hold.Check(m); err != nil {
+			errs[next] = err
 			continue
 		}
-		if ctx.Err() != nil {
-			why := "the publish context ended: " + ctx.Err().Error()
-			p.skipRest(at, why, errs)
-			p.skipRest(idx[next:], why, errs)
-			return
+		topic, rec, size, err := p.record(m, now)
+		if err == nil && dead[topic] != nil {
+			err = notSent("an earlier round failed: " + dead[topic].Error())
 		}
-		err := p.w.WriteMessages(ctx, round...)
-		if err == nil {
+		if err != nil {
+			errs[next] = err
+			hold.Fail(m)
 			continue
 		}
-		var werrs kafkago.WriteErrors
-		if !errors.As(err, &werrs) || len(werrs) != len(round) {
-			// The call failed as a whole (no connection, unknown topic, ctx
-			// done); so would the rest of the topic's rounds.
-			err = wrapTopic(topic, err)
-			for _, i := range at {
-				errs[i] = err
-			}
-			p.skipRest(idx[next:], "an earlier round failed: "+err.Error(), errs)
-			return
+		key := m.PartitionKey()
+		if t, ok := keyTopic[key]; ok && t != topic {
+			break
 		}
-		var last error
-		for j, werr := range werrs {
-			if werr == nil {
-				continue
-			}
-			i := at[j]
-			errs[i] = wrapTopic(topic, werr)
-			last = errs[i]
-			hold.Fail(&batch[i])
+		if n := len(rd.at[topic]); n == p.cfg.BatchSize || n > 0 && rd.bytes[topic]+size > p.cfg.BatchBytes {
+			break
 		}
-		if werrs.Count() == len(round) {
-			p.skipRest(idx[next:], "an earlier round failed: "+last.Error(), errs)
-			return
+		if _, ok := rd.at[topic]; !ok {
+			rd.topics = append(rd.topics, topic)
+		}
+		keyTopic[key] = topic
+		rd.recs[topic] = append(rd.recs[topic], rec)
+		rd.at[topic] = append(rd.at[topic], next)
+		rd.bytes[topic] += size
+	}
+	return next
+}
+
+// record returns m's topic and record with its estimated size, or an error
+// wrapping outbox.ErrPermanent when m cannot be sent at all.
+func (p *Publisher) record(m *outbox.Message, now time.Time) (string, kafkago.Message, int64, error) {
+	topic, err := p.topic(m)
+	if err != nil {
+		return "", kafkago.Message{}, 0, err
+	}
+	rec := toKafka(m, topic, p.cfg.ContentType, now)
+	size := recordSize(&rec)
+	if size > p.cfg.BatchBytes {
+		return "", kafkago.Message{}, 0, permanent(fmt.Errorf("keel: kafka: message %s is about %d bytes with key and headers, over BatchBytes (%d)", m.ID, size, p.cfg.BatchBytes))
+	}
+	return topic, rec, size, nil
+}
+
+// write writes each topic's share of rd with one WriteMessages call, the
+// topics in parallel, and sets errs for the messages that failed. The
+// goroutines touch disjoint elements of errs.
+func (p *Publisher) write(ctx context.Context, rd *round, errs []error) {
+	if len(rd.topics) == 1 {
+		p.writeTopic(ctx, rd.topics[0], rd.recs[rd.topics[0]], rd.at[rd.topics[0]], errs)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, t := range rd.topics {
+		wg.Go(func() { p.writeTopic(ctx, t, rd.recs[t], rd.at[t], errs) })
+	}
+	wg.Wait()
+}
+
+// writeTopic writes recs, all for topic, with one WriteMessages call, and
+// sets errs at each failed record's index in at.
+func (p *Publisher) writeTopic(ctx context.Context, topic string, recs []kafkago.Message, at []int, errs []error) {
+	err := p.w.WriteMessages(ctx, recs...)
+	if err == nil {
+		return
+	}
+	var werrs kafkago.WriteErrors
+	if !errors.As(err, &werrs) || len(werrs) != len(recs) {
+		// The call failed as a whole: no connection, unknown topic, ctx done.
+		err = wrapTopic(topic, err)
+		for _, i := range at {
+			errs[i] = err
+		}
+		return
+	}
+	for j, werr := range werrs {
+		if werr != nil {
+			errs[at[j]] = wrapTopic(topic, werr)
 		}
 	}
 }
 
-// skipRest marks the messages at rest that have no outcome yet as not
-// attempted, saying why: an earlier round failed as a whole (so they would
-// most likely fail too), or ctx ended. The relay leaves them pending
-// without counting an attempt.
-func (p *Publisher) skipRest(rest []int, why string, errs []error) {
-	err := fmt.Errorf("keel: kafka: not sent: %s (%w)", why, outbox.ErrNotAttempted)
-	for _, i := range rest {
-		if errs[i] == nil {
-			errs[i] = err
-		}
-	}
+// notSent is the error of a message not sent because of why: the relay
+// leaves it pending without counting an attempt.
+func notSent(why string) error {
+	return fmt.Errorf("keel: kafka: not sent: %s (%w)", why, outbox.ErrNotAttempted)
 }
 
 func wrapTopic(topic string, err error) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -271,6 +272,42 @@ func TestPublisherPartialFailure(t *testing.T) {
 		}
 		if n := len(readTopic(t, addr, "present")); n != 3 {
 			t.Errorf("present has %d records, want 3", n)
+		}
+	})
+
+	t.Run("key across topics", func(t *testing.T) {
+		// A key's messages may go to several topics. Once one fails, the
+		// key's later messages are held back whatever their topic, and a
+		// key's messages for two topics never share a round.
+		_, addr := cluster(t, kfake.SeedTopics(2, "t1", "t2"))
+		pub := newPublisher(t, kafka.PublisherConfig{Brokers: []string{addr}, Topic: "t1"})
+		batch := []outbox.Message{msg("a", 1), msg("a", 2), msg("a", 3), msg("b", 1), msg("b", 2), msg("b", 3), msg("c", 1)}
+		batch[1].Topic = "t2"      // a: t1, t2, t1, all delivered in order
+		batch[4].Topic = "missing" // b: t1, missing, t1: b-v3 held back
+		err := pub.Publish(context.Background(), batch)
+		var be *outbox.BatchError
+		if !errors.As(err, &be) {
+			t.Fatalf("Publish = %v, want a *outbox.BatchError", err)
+		}
+		type entry struct{ Failed, HeldBack bool }
+		var got []entry
+		for i := range batch {
+			got = append(got, entry{be.Failed(i), errors.Is(be.Errs[i], outbox.ErrHeldBack)})
+		}
+		want := []entry{{}, {}, {}, {}, {Failed: true}, {Failed: true, HeldBack: true}, {}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("entries (-want +got):\n%s\n%v", diff, be.Errs)
+		}
+		var ids []string
+		for _, topic := range []string{"t1", "t2"} {
+			for _, r := range readTopic(t, addr, topic) {
+				id, _ := header(r, kafka.HeaderMessageID)
+				ids = append(ids, topic+":"+id)
+			}
+		}
+		slices.Sort(ids)
+		if diff := cmp.Diff([]string{"t1:a-v1", "t1:a-v3", "t1:b-v1", "t1:c-v1", "t2:a-v2"}, ids); diff != "" {
+			t.Errorf("records (-want +got):\n%s", diff)
 		}
 	})
 
