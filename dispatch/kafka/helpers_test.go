@@ -51,39 +51,49 @@ func readTopic(t testing.TB, addr, topic string) []kafkago.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := kafkago.DialContext(ctx, "tcp", addr)
+	recs, err := readRecords(ctx, addr, topic)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return recs
+}
+
+// readRecords is readTopic returning its error.
+func readRecords(ctx context.Context, addr, topic string) ([]kafkago.Message, error) {
+	conn, err := kafkago.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
 	}
 	parts, err := conn.ReadPartitions(topic)
 	conn.Close()
 	if err != nil {
-		t.Fatalf("partitions of %s: %v", topic, err)
+		return nil, fmt.Errorf("partitions of %s: %w", topic, err)
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].ID < parts[j].ID })
 	var out []kafkago.Message
 	for _, p := range parts {
 		lc, err := kafkago.DialLeader(ctx, "tcp", addr, topic, p.ID)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		first, last, err := lc.ReadOffsets()
 		lc.Close()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if last <= first {
 			continue
 		}
 		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{addr}, Topic: topic, Partition: p.ID, MaxWait: 100 * time.Millisecond})
 		if err := r.SetOffset(first); err != nil {
-			t.Fatal(err)
+			r.Close()
+			return nil, err
 		}
 		for {
 			m, err := r.ReadMessage(ctx)
 			if err != nil {
 				r.Close()
-				t.Fatalf("read %s/%d: %v", topic, p.ID, err)
+				return nil, fmt.Errorf("read %s/%d: %w", topic, p.ID, err)
 			}
 			out = append(out, m)
 			if m.Offset >= last-1 {
@@ -92,7 +102,7 @@ func readTopic(t testing.TB, addr, topic string) []kafkago.Message {
 		}
 		r.Close()
 	}
-	return out
+	return out, nil
 }
 
 func header(m kafkago.Message, key string) (string, bool) {

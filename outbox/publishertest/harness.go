@@ -49,9 +49,12 @@ type Harness interface {
 	// (the destination is unavailable, a handler errs), with an error that
 	// wraps neither outbox.ErrPermanent nor outbox.ErrNotAttempted, while
 	// publishing m itself, unchanged, succeeds: that is how the suite
-	// retries it. It may change m's Topic, Headers or Payload, and must keep
-	// its ID, Key and Name. It is not called when
-	// Features.NoTransientFailure is set.
+	// retries it. Messages made to fail this way must fail each on its own
+	// account, so that a Publisher that stops trying a destination once it
+	// failed (reporting the rest as not attempted) still attempts each of
+	// them. It may change m's Topic, Headers or Payload, and must keep its
+	// ID, Key and Name. It is not called when Features.NoTransientFailure
+	// is set.
 	FailTransiently(m outbox.Message) outbox.Message
 }
 
