@@ -31,11 +31,15 @@ type BusConfig struct {
 // *outbox.BatchError whose entry for each of them wraps outbox.ErrHeldBack,
 // and the relay sends them again after the failed one.
 //
-// A relay bounds each Publish by its PublishTimeout, and messages not
-// delivered when that ends are reported failed, using up one of their
-// attempts. Keep the relay's BatchSize small enough for a batch to finish
-// well within the timeout: at most about PublishTimeout × Concurrency over
-// the time one message's handlers take.
+// A relay bounds each Publish by its PublishTimeout. When that ends, the
+// messages in progress fail, using up one of their attempts, and those not
+// started are reported with outbox.ErrNotAttempted and keep theirs; all of
+// them wait for the next batch. Keep the relay's BatchSize small enough for
+// a batch to finish well within the timeout: at most about PublishTimeout ×
+// Concurrency over the time one message's handlers take.
+//
+// A Bus keeps the contract of outbox.Publisher, which package
+// outbox/publishertest checks.
 //
 // A Bus is safe for concurrent use.
 type Bus struct {

@@ -24,10 +24,16 @@
 //
 // # Setting up
 //
-// A Router holds the asynchronous handlers. It runs them through a
+// Everything starts from one store.Store over the application's database:
+//
+//	st, err := store.Open(db, postgres.Dialect(), store.Options{})
+//	err = st.Migrate(ctx) // keel's tables, the inbox among them
+//	runner, err := uow.New(st, uow.Config{})
+//
+// A Router holds the asynchronous handlers. It runs them through the
 // uow.Runner, so they load and save aggregates and record events exactly as
-// commands do, and decodes payloads with the application's
-// aggregate.Registry:
+// commands do, in the runner's store, and decodes payloads with the
+// application's aggregate.Registry:
 //
 //	router, err := dispatch.NewRouter(runner, registry, dispatch.RouterConfig{})
 //	dispatch.Handle(router, "loyalty.award-points", func(ctx context.Context, tx *uow.Tx, e OrderPaid) error {
@@ -40,17 +46,31 @@
 //	})
 //
 // The name, "loyalty.award-points", keys the handler's rows in the inbox: it
-// must be unique and must not change between releases. Like
-// http.HandleFunc, Handle panics on registration mistakes (an empty or
-// repeated name), which can only be programming errors.
+// must be unique, at most 255 bytes, and must not change between releases.
+// Handle also checks the event type against the Registry: a type the
+// Registry does not know yet is registered, and one registered in the other
+// form (OrderPaid where the handler takes *OrderPaid, or the reverse) is a
+// mistake no message could get past. Like http.HandleFunc, Handle panics on
+// such registration mistakes, which can only be programming errors.
 //
-// A Bus delivers a relay's batches to the router, and an AfterCommit hook
-// wakes the relay as soon as a command commits:
+// A Bus delivers a relay's batches to the router. Nothing needs wiring to
+// wake the relay: each unit of work that writes outbox rows wakes the
+// relays of its store when it commits, and with a store.Options.Listener
+// (PostgreSQL) commits in other processes do too.
 //
 //	bus, err := dispatch.NewBus(router, dispatch.BusConfig{})
-//	relay, err := outbox.NewRelay(db, bus, outbox.RelayConfig{})
-//	runner.AfterCommit(func(context.Context, []outbox.Message) { relay.Notify() })
+//	relay, err := outbox.NewRelay(st, bus, outbox.RelayConfig{})
 //	go relay.Run(ctx)
+//
+// The relay's Outbox method reaches the administration of the outbox:
+// relay.Outbox().Stats for dashboards, Parked and Requeue for messages that
+// failed for good. A Bus keeps the contract of outbox.Publisher; package
+// outbox/publishertest checks it on every database keel supports.
+//
+// The constructors report arguments they cannot use with errors matching
+// store.ErrInvalidConfig, naming the field and the fix. A database without
+// keel's tables fails the first delivery with an error matching
+// store.ErrNotMigrated that names the inbox table.
 //
 // # Exactly-once effects
 //
@@ -76,11 +96,13 @@
 //
 // A Bus delivers the messages of one partition key (the aggregate id, by
 // default) one at a time, in order, and several keys in parallel. When a
-// message fails, the rest of its key waits: the relay retries it with
-// backoff, and parks it after its last attempt. Errors wrapping
-// outbox.ErrPermanent, and messages that cannot be decoded, are parked at
-// once; requeue them with Relay.Requeue after the fix, and only the handlers
-// that have not taken effect run.
+// message fails, the rest of its key waits: the Bus does not run the key's
+// later messages of the batch, reporting them with outbox.ErrHeldBack, and
+// the relay retries the failed one with backoff, parking it after its last
+// attempt. Errors wrapping outbox.ErrPermanent, and messages that cannot be
+// decoded (or decode into another type than their handler takes), are
+// parked at once; requeue them with relay.Outbox().Requeue after the fix,
+// and only the handlers that have not taken effect run.
 //
 // # Tracing
 //

@@ -6,12 +6,18 @@
 // A Publisher is an outbox.Publisher: give it to outbox.NewRelay and the
 // relay writes committed outbox rows to Kafka.
 //
+//	st, err := store.Open(db, postgres.Dialect(), store.Options{})
 //	pub, err := kafka.NewPublisher(kafka.PublisherConfig{
 //		Brokers: []string{"kafka-1:9092", "kafka-2:9092"},
 //		Topic:   "orders", // or TopicFunc, choosing by aggregate type
 //	})
-//	relay, err := outbox.NewRelay(db, pub, outbox.RelayConfig{})
+//	relay, err := outbox.NewRelay(st, pub, outbox.RelayConfig{})
 //	go relay.Run(ctx)
+//
+// Units of work wake the relay as they commit, so events reach Kafka
+// without waiting for a poll; relay.Outbox().Stats tells how many wait.
+// NewPublisher and NewConsumer check their configuration and report a
+// field they cannot use with an error matching store.ErrInvalidConfig.
 //
 // Each message becomes one record. Its key is Message.PartitionKey (the
 // aggregate id for aggregate events), so all events of one aggregate land on
@@ -57,10 +63,12 @@
 // failed for good, and splits a partition's share of one WriteMessages
 // call into several batches when it exceeds BatchSize or BatchBytes. A
 // Publisher therefore writes a relay batch in rounds that each fit one
-// record batch per partition, and once a message fails it sends none of
-// its key's later messages (they are reported as outbox.ErrNotAttempted,
-// and the relay sends them after the failed one). Publish calls on one
-// Publisher are serialised so that two batches never share a record batch.
+// record batch per partition, never with a key's messages for two topics
+// in one round, and once a message fails it sends none of its key's later
+// messages, whatever their topic (they are reported with
+// outbox.ErrHeldBack, and the relay sends them after the failed one).
+// Publish calls on one Publisher are serialised so that two batches never
+// share a record batch.
 // Duplicates keep order in the sense that matters to a deduplicating
 // consumer: the first copy of each message arrives in order. Adding
 // partitions to a topic moves keys, which breaks order across the change,
@@ -72,8 +80,10 @@
 // Errors that no retry can fix (a message larger than BatchBytes, a topic
 // name Kafka rejects, MESSAGE_TOO_LARGE from the broker) wrap
 // outbox.ErrPermanent, so the relay parks the message at once. Everything
-// else, a broker outage included, is retried by the relay with backoff;
-// rows wait in the outbox meanwhile, and nothing is lost.
+// else, a broker outage or a topic not created yet included, is retried by
+// the relay with backoff; rows wait in the outbox meanwhile, and nothing is
+// lost. The Publisher keeps the contract of outbox.Publisher, which package
+// outbox/publishertest checks against a cluster in its tests.
 //
 // # Consuming
 //

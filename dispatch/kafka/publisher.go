@@ -16,14 +16,15 @@ import (
 // so a relay can deliver to it:
 //
 //	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: brokers, Topic: "orders"})
-//	relay, err := outbox.NewRelay(db, pub, outbox.RelayConfig{})
+//	relay, err := outbox.NewRelay(st, pub, outbox.RelayConfig{})
 //
 // Each message becomes one record keyed by its partition key, with its
 // fields in headers (see HeaderMessageID and the other Header constants).
 // Publish returns once every record is acknowledged by all in-sync
 // replicas. Publish calls are serialised, which per-key order needs (see
 // Publish); a process running several relays that should publish in
-// parallel gives each its own Publisher.
+// parallel gives each its own Publisher. A Publisher keeps the contract of
+// outbox.Publisher, which package outbox/publishertest checks.
 type Publisher struct {
 	cfg       PublisherConfig
 	w         *kafkago.Writer
