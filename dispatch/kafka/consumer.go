@@ -12,6 +12,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/keel-go/keel/internal/backoff"
+	"github.com/keel-go/keel/internal/dialect"
 	"github.com/keel-go/keel/outbox"
 )
 
@@ -63,7 +64,7 @@ type Consumer struct {
 // It validates cfg but does not connect; Run does.
 func NewConsumer(cfg ConsumerConfig, h Handler) (*Consumer, error) {
 	if h == nil {
-		return nil, invalid("nil Handler; pass one, such as a dispatch.Router or a HandlerFunc")
+		return nil, dialect.Invalid("nil Handler; pass one, such as a dispatch.Router or a HandlerFunc")
 	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/keel-go/keel/internal/dialect"
 )
 
 // Defaults used by ConsumerConfig when a field is left zero.
@@ -78,42 +80,42 @@ type ConsumerConfig struct {
 
 func (cfg ConsumerConfig) withDefaults() (ConsumerConfig, error) {
 	if len(cfg.Brokers) == 0 {
-		return cfg, invalid("ConsumerConfig.Brokers is empty; list at least one broker as host:port")
+		return cfg, dialect.Invalid("ConsumerConfig.Brokers is empty; list at least one broker as host:port")
 	}
 	for i, b := range cfg.Brokers {
 		if b == "" {
-			return cfg, invalid("ConsumerConfig.Brokers[%d] is empty; give a host:port", i)
+			return cfg, dialect.Invalid("ConsumerConfig.Brokers[%d] is empty; give a host:port", i)
 		}
 	}
 	if cfg.GroupID == "" {
-		return cfg, invalid("ConsumerConfig.GroupID is empty; name the consumer group, which stores the committed offsets")
+		return cfg, dialect.Invalid("ConsumerConfig.GroupID is empty; name the consumer group, which stores the committed offsets")
 	}
 	if len(cfg.Topics) == 0 {
-		return cfg, invalid("ConsumerConfig.Topics is empty; list the topics to consume")
+		return cfg, dialect.Invalid("ConsumerConfig.Topics is empty; list the topics to consume")
 	}
 	for _, t := range cfg.Topics {
 		if err := validTopic(t); err != nil {
-			return cfg, invalid("ConsumerConfig.Topics: %v", err)
+			return cfg, dialect.Invalid("ConsumerConfig.Topics: %v", err)
 		}
 		if cfg.DeadLetterTopic == "" {
 			if err := validTopic(t + defaultDeadLetterSuffix); err != nil {
-				return cfg, invalid("topic %q has no valid dead-letter topic: %v; set ConsumerConfig.DeadLetterTopic", t, err)
+				return cfg, dialect.Invalid("topic %q has no valid dead-letter topic: %v; set ConsumerConfig.DeadLetterTopic", t, err)
 			}
 		}
 	}
 	if cfg.DeadLetterTopic != "" {
 		if err := validTopic(cfg.DeadLetterTopic); err != nil {
-			return cfg, invalid("ConsumerConfig.DeadLetterTopic: %v", err)
+			return cfg, dialect.Invalid("ConsumerConfig.DeadLetterTopic: %v", err)
 		}
 	}
 	switch {
 	case cfg.MaxAttempts < 0:
-		return cfg, invalid("ConsumerConfig.MaxAttempts %d is negative; leave it 0 for %d", cfg.MaxAttempts, DefaultMaxAttempts)
+		return cfg, dialect.Invalid("ConsumerConfig.MaxAttempts %d is negative; leave it 0 for %d", cfg.MaxAttempts, DefaultMaxAttempts)
 	case cfg.MaxAttempts == 0:
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
 	if cfg.RetryBackoff < 0 || cfg.MaxRetryBackoff < 0 {
-		return cfg, invalid("ConsumerConfig.RetryBackoff %v and MaxRetryBackoff %v must not be negative; leave them 0 for %v and %v",
+		return cfg, dialect.Invalid("ConsumerConfig.RetryBackoff %v and MaxRetryBackoff %v must not be negative; leave them 0 for %v and %v",
 			cfg.RetryBackoff, cfg.MaxRetryBackoff, DefaultRetryBackoff, DefaultMaxRetryBackoff)
 	}
 	if cfg.RetryBackoff == 0 {
@@ -123,23 +125,23 @@ func (cfg ConsumerConfig) withDefaults() (ConsumerConfig, error) {
 		cfg.MaxRetryBackoff = max(DefaultMaxRetryBackoff, cfg.RetryBackoff)
 	}
 	if cfg.MaxRetryBackoff < cfg.RetryBackoff {
-		return cfg, invalid("ConsumerConfig.MaxRetryBackoff %v is below RetryBackoff %v; raise MaxRetryBackoff", cfg.MaxRetryBackoff, cfg.RetryBackoff)
+		return cfg, dialect.Invalid("ConsumerConfig.MaxRetryBackoff %v is below RetryBackoff %v; raise MaxRetryBackoff", cfg.MaxRetryBackoff, cfg.RetryBackoff)
 	}
 	switch cfg.StartOffset {
 	case 0:
 		cfg.StartOffset = kafkago.FirstOffset
 	case kafkago.FirstOffset, kafkago.LastOffset:
 	default:
-		return cfg, invalid("ConsumerConfig.StartOffset %d is neither kafka.FirstOffset nor kafka.LastOffset", cfg.StartOffset)
+		return cfg, dialect.Invalid("ConsumerConfig.StartOffset %d is neither kafka.FirstOffset nor kafka.LastOffset", cfg.StartOffset)
 	}
 	switch {
 	case cfg.MaxWait < 0:
-		return cfg, invalid("ConsumerConfig.MaxWait %v is negative; leave it 0 for %v", cfg.MaxWait, DefaultMaxWait)
+		return cfg, dialect.Invalid("ConsumerConfig.MaxWait %v is negative; leave it 0 for %v", cfg.MaxWait, DefaultMaxWait)
 	case cfg.MaxWait == 0:
 		cfg.MaxWait = DefaultMaxWait
 	}
 	if cfg.SessionTimeout < 0 || cfg.HeartbeatInterval < 0 || cfg.RebalanceTimeout < 0 {
-		return cfg, invalid("ConsumerConfig.SessionTimeout, HeartbeatInterval and RebalanceTimeout must not be negative; leave them 0 for kafka-go's defaults")
+		return cfg, dialect.Invalid("ConsumerConfig.SessionTimeout, HeartbeatInterval and RebalanceTimeout must not be negative; leave them 0 for kafka-go's defaults")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -7,14 +7,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/keel-go/keel/outbox"
-	"github.com/keel-go/keel/store"
 )
-
-// invalid returns an error wrapping store.ErrInvalidConfig, for a
-// configuration field NewPublisher or NewConsumer cannot use.
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{store.ErrInvalidConfig}, args...)...)
-}
 
 // permanentCodes are broker errors that sending the same record again
 // cannot fix. Everything else (leader changes, timeouts, an unknown topic

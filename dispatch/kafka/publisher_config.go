@@ -6,6 +6,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/keel-go/keel/internal/dialect"
 	"github.com/keel-go/keel/outbox"
 )
 
@@ -100,19 +101,19 @@ type PublisherConfig struct {
 // first field that cannot be used.
 func (cfg PublisherConfig) withDefaults() (PublisherConfig, error) {
 	if len(cfg.Brokers) == 0 {
-		return cfg, invalid("PublisherConfig.Brokers is empty; list at least one broker as host:port")
+		return cfg, dialect.Invalid("PublisherConfig.Brokers is empty; list at least one broker as host:port")
 	}
 	for i, b := range cfg.Brokers {
 		if b == "" {
-			return cfg, invalid("PublisherConfig.Brokers[%d] is empty; give a host:port", i)
+			return cfg, dialect.Invalid("PublisherConfig.Brokers[%d] is empty; give a host:port", i)
 		}
 	}
 	if cfg.Topic == "" && cfg.TopicFunc == nil {
-		return cfg, invalid("PublisherConfig has neither Topic nor TopicFunc; set a default Topic, or a TopicFunc choosing one per message")
+		return cfg, dialect.Invalid("PublisherConfig has neither Topic nor TopicFunc; set a default Topic, or a TopicFunc choosing one per message")
 	}
 	if cfg.Topic != "" {
 		if err := validTopic(cfg.Topic); err != nil {
-			return cfg, invalid("PublisherConfig.Topic: %v", err)
+			return cfg, dialect.Invalid("PublisherConfig.Topic: %v", err)
 		}
 	}
 	if cfg.Balancer == nil {
@@ -123,33 +124,33 @@ func (cfg PublisherConfig) withDefaults() (PublisherConfig, error) {
 	}
 	switch {
 	case cfg.BatchSize < 0 || cfg.BatchSize > maxBatchSize:
-		return cfg, invalid("PublisherConfig.BatchSize %d is out of range; use 1 to %d, or 0 for %d", cfg.BatchSize, maxBatchSize, DefaultBatchSize)
+		return cfg, dialect.Invalid("PublisherConfig.BatchSize %d is out of range; use 1 to %d, or 0 for %d", cfg.BatchSize, maxBatchSize, DefaultBatchSize)
 	case cfg.BatchSize == 0:
 		cfg.BatchSize = DefaultBatchSize
 	}
 	switch {
 	case cfg.BatchBytes < 0:
-		return cfg, invalid("PublisherConfig.BatchBytes %d is negative; leave it 0 for %d", cfg.BatchBytes, DefaultBatchBytes)
+		return cfg, dialect.Invalid("PublisherConfig.BatchBytes %d is negative; leave it 0 for %d", cfg.BatchBytes, DefaultBatchBytes)
 	case cfg.BatchBytes == 0:
 		cfg.BatchBytes = DefaultBatchBytes
 	case cfg.BatchBytes < 1024:
-		return cfg, invalid("PublisherConfig.BatchBytes %d is below 1024; it must hold at least one message with its headers", cfg.BatchBytes)
+		return cfg, dialect.Invalid("PublisherConfig.BatchBytes %d is below 1024; it must hold at least one message with its headers", cfg.BatchBytes)
 	}
 	switch {
 	case cfg.BatchTimeout < 0:
-		return cfg, invalid("PublisherConfig.BatchTimeout %v is negative; leave it 0 for %v", cfg.BatchTimeout, DefaultBatchTimeout)
+		return cfg, dialect.Invalid("PublisherConfig.BatchTimeout %v is negative; leave it 0 for %v", cfg.BatchTimeout, DefaultBatchTimeout)
 	case cfg.BatchTimeout == 0:
 		cfg.BatchTimeout = DefaultBatchTimeout
 	}
 	switch {
 	case cfg.WriteAttempts < 0:
-		return cfg, invalid("PublisherConfig.WriteAttempts %d is negative; leave it 0 for %d", cfg.WriteAttempts, DefaultWriteAttempts)
+		return cfg, dialect.Invalid("PublisherConfig.WriteAttempts %d is negative; leave it 0 for %d", cfg.WriteAttempts, DefaultWriteAttempts)
 	case cfg.WriteAttempts == 0:
 		cfg.WriteAttempts = DefaultWriteAttempts
 	}
 	switch {
 	case cfg.WriteTimeout < 0:
-		return cfg, invalid("PublisherConfig.WriteTimeout %v is negative; leave it 0 for %v", cfg.WriteTimeout, DefaultWriteTimeout)
+		return cfg, dialect.Invalid("PublisherConfig.WriteTimeout %v is negative; leave it 0 for %v", cfg.WriteTimeout, DefaultWriteTimeout)
 	case cfg.WriteTimeout == 0:
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
