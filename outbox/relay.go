@@ -153,6 +153,9 @@ func (r *Relay) run(ctx context.Context) error {
 	}
 	wake, unsubscribe := r.ob.st.Subscribe()
 	defer unsubscribe()
+	if _, ok := r.ob.d.(dialect.Notifier); ok && r.ob.st.Options().Listener == nil {
+		r.log.Info("keel: relay polls for commits made by other processes: set store.Options.Listener (pgxlisten.New or pqlisten.New) to be woken by them at once")
+	}
 	if err := r.leases.tick(ctx, false); err != nil {
 		if fatal(err) {
 			return err
