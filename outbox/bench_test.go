@@ -2,16 +2,13 @@ package outbox_test
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/lib/pq"
-
 	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
 )
 
 // Run with, for example:
@@ -19,7 +16,9 @@ import (
 //	KEEL_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
 //	    go test -run '^$' -bench . -benchtime 1x ./outbox/
 //
-// PostgreSQL benchmarks skip when KEEL_TEST_POSTGRES is unset.
+// Every benchmark runs once per setup (sqlite-mattn, sqlite-modernc,
+// postgres-pq, postgres-pgx); PostgreSQL setups skip when KEEL_TEST_POSTGRES
+// is unset.
 
 var nopPublisher = outbox.PublisherFunc(func(context.Context, []outbox.Message) error { return nil })
 
@@ -28,14 +27,14 @@ var nopPublisher = outbox.PublisherFunc(func(context.Context, []outbox.Message) 
 // select 1,000 pending rows in seq order, delete them by seq, commit.
 func BenchmarkDrain(b *testing.B) {
 	const rows = 100000
-	for _, d := range testdb.Dialects {
-		b.Run(d, func(b *testing.B) {
-			db := testdb.Open(b, d)
+	for _, s := range testdb.Setups {
+		b.Run(s.Name, func(b *testing.B) {
+			db := testdb.Open(b, s)
 			b.Run("relay", func(b *testing.B) {
-				r := newRelay(b, db, nopPublisher, outbox.RelayConfig{})
+				r := newRelay(b, db.Store, nopPublisher, outbox.RelayConfig{})
 				var total time.Duration
 				for range b.N {
-					testdb.FillOutbox(b, db, d, rows, 0)
+					testdb.FillOutbox(b, db, rows, 0)
 					start := time.Now()
 					n, err := r.Drain(context.Background())
 					total += time.Since(start)
@@ -48,9 +47,9 @@ func BenchmarkDrain(b *testing.B) {
 			b.Run("baseline", func(b *testing.B) {
 				var total time.Duration
 				for range b.N {
-					testdb.FillOutbox(b, db, d, rows, 0)
+					testdb.FillOutbox(b, db, rows, 0)
 					start := time.Now()
-					n := baselineDrain(b, db, d)
+					n := baselineDrain(b, db)
 					total += time.Since(start)
 					if n != rows {
 						b.Fatalf("baseline drained %d", n)
@@ -62,124 +61,200 @@ func BenchmarkDrain(b *testing.B) {
 	}
 }
 
-// baselineDrain is the simplest correct loop a person would write by hand,
-// with no leases, ordering per key or failure handling.
-func baselineDrain(b *testing.B, db *sql.DB, d string) int {
-	ctx := context.Background()
-	sel := `SELECT seq, id, topic, partition_key, name, aggregate_type, aggregate_id, aggregate_version, payload, headers,
-       correlation_id, causation_id, occurred_at, created_at, attempts
-FROM keel_outbox WHERE state = 0 ORDER BY seq LIMIT 1000`
-	del := "DELETE FROM keel_outbox WHERE seq = ANY($1::bigint[])"
-	if d == "sqlite" {
-		del = "DELETE FROM keel_outbox WHERE seq IN (SELECT value FROM json_each(?))"
-	}
+// baselineDrain drains the outbox with baselineBatch.
+func baselineDrain(b *testing.B, db testdb.DB) int {
 	total := 0
 	for {
-		tx, err := db.BeginTx(ctx, nil)
+		n, err := baselineBatch(context.Background(), db, func([]outbox.Message) {})
 		if err != nil {
 			b.Fatal(err)
 		}
-		rows, err := tx.QueryContext(ctx, sel)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var seqs []int64
-		for rows.Next() {
-			var m outbox.Message
-			var key, headers string
-			var occurred, created any
-			if err := rows.Scan(&m.Seq, &m.ID, &m.Topic, &key, &m.Name, &m.AggregateType, &m.AggregateID, &m.AggregateVersion,
-				&m.Payload, &headers, &m.CorrelationID, &m.CausationID, &occurred, &created, &m.Attempts); err != nil {
-				b.Fatal(err)
-			}
-			seqs = append(seqs, m.Seq)
-		}
-		if err := rows.Close(); err != nil {
-			b.Fatal(err)
-		}
-		if len(seqs) == 0 {
-			_ = tx.Rollback()
+		if n == 0 {
 			return total
 		}
-		var arg any = pq.Int64Array(seqs)
-		if d == "sqlite" {
-			js, _ := json.Marshal(seqs)
-			arg = string(js)
-		}
-		if _, err := tx.ExecContext(ctx, del, arg); err != nil {
-			b.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			b.Fatal(err)
-		}
-		total += len(seqs)
+		total += n
 	}
 }
 
-// BenchmarkIdleLatency measures, for an idle relay, the time from an
-// enqueue's commit returning to the publisher being called: woken in-process
-// by Notify, and on PostgreSQL across connections by LISTEN/NOTIFY. Polling
-// is set to an hour so only the wake-up can explain delivery.
+// baselineBatch is the simplest correct loop body a person would write by
+// hand, with no leases, ordering per key or failure handling: in one
+// transaction, select up to 1,000 pending rows in seq order, publish them,
+// delete them by seq (the list travels as one parameter, as the relay's
+// does) and commit. It returns how many rows it handled.
+func baselineBatch(ctx context.Context, db testdb.DB, publish func([]outbox.Message)) (int, error) {
+	table := db.Table("outbox")
+	sel := `SELECT seq, id, topic, partition_key, name, aggregate_type, aggregate_id, aggregate_version, payload, headers,
+       correlation_id, causation_id, occurred_at, created_at, attempts
+FROM ` + table + ` WHERE state = 0 ORDER BY seq LIMIT 1000`
+	del := "DELETE FROM " + table + " WHERE seq = ANY($1::bigint[])"
+	if !db.Setup.IsPostgres() {
+		del = "DELETE FROM " + table + " WHERE seq IN (SELECT value FROM json_each(?))"
+	}
+	tx, err := db.SQL().BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	rows, err := tx.QueryContext(ctx, sel)
+	if err != nil {
+		return 0, err
+	}
+	var msgs []outbox.Message
+	var seqs []int64
+	for rows.Next() {
+		var m outbox.Message
+		var headers string
+		var occurred, created any
+		if err := rows.Scan(&m.Seq, &m.ID, &m.Topic, &m.Key, &m.Name, &m.AggregateType, &m.AggregateID, &m.AggregateVersion,
+			&m.Payload, &headers, &m.CorrelationID, &m.CausationID, &occurred, &created, &m.Attempts); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		msgs = append(msgs, m)
+		seqs = append(seqs, m.Seq)
+	}
+	if err := rows.Close(); err != nil {
+		return 0, err
+	}
+	if len(seqs) == 0 {
+		return 0, nil
+	}
+	publish(msgs)
+	if _, err := tx.ExecContext(ctx, del, db.Dialect().Int64s(seqs)); err != nil {
+		return 0, err
+	}
+	return len(seqs), tx.Commit()
+}
+
+// BenchmarkIdleLatency measures, for an idle consumer, the time from an
+// enqueue's commit returning to the publisher being called: woken
+// in-process by the store's own notification ("notify"), and on PostgreSQL
+// across connections by the store's Listener ("listen"). The relay runs
+// beside a baseline that waits on the same wake-up (a Store subscription)
+// and then runs baselineBatch. Polling is set to an hour so only the
+// wake-up can explain delivery.
 func BenchmarkIdleLatency(b *testing.B) {
-	cases := []struct{ dialect, wake string }{{"sqlite", "notify"}, {"postgres", "notify"}, {"postgres", "listen"}}
-	for _, c := range cases {
-		b.Run(c.dialect+"/"+c.wake, func(b *testing.B) {
-			prefix := "lat" + randomSuffix() + "_"
-			db, dsn := openDSN(b, c.dialect, outbox.Config{TablePrefix: prefix})
-			called := make(chan time.Time, 1)
-			pub := outbox.PublisherFunc(func(context.Context, []outbox.Message) error {
-				called <- time.Now()
-				return nil
-			})
-			cfg := outbox.RelayConfig{TablePrefix: prefix, MinPollInterval: time.Hour, MaxPollInterval: time.Hour}
-			enqueueDB := db
-			if c.wake == "listen" {
-				cfg.ListenDSN = dsn
-				enqueueDB = openExisting(b, c.dialect, dsn) // as another process
-			}
-			r := newRelay(b, db, pub, cfg)
-			runRelay(b, r)
-			if c.wake == "listen" {
-				select {
-				case <-outbox.Listening(r):
-				case <-time.After(10 * time.Second):
-					b.Fatal("listener did not start")
-				}
-			}
-			eventually(b, 10*time.Second, "leases", func() bool {
-				s, _ := r.Stats(context.Background())
-				return s.Partitions == outbox.Partitions
-			})
-			ob := newOutbox(b, enqueueDB, outbox.Config{TablePrefix: prefix, DisableNotify: c.wake != "listen"})
-			const samples = 300
-			var lat []time.Duration
-			b.ResetTimer()
-			for range b.N {
-				for range samples {
-					time.Sleep(2 * time.Millisecond) // idle again
-					if err := ob.Enqueue(context.Background(), outbox.Message{Name: "ping", Key: "k", Payload: []byte{}}); err != nil {
-						b.Fatal(err)
+	for _, s := range testdb.Setups {
+		wakes := []string{"notify"}
+		if s.IsPostgres() {
+			wakes = append(wakes, "listen")
+		}
+		for _, wake := range wakes {
+			b.Run(s.Name+"/"+wake, func(b *testing.B) {
+				prefix := "lat" + randomSuffix() + "_"
+				base := testdb.Open(b, s, quietOptions(store.Options{TablePrefix: prefix, DisableNotify: wake == "notify"}))
+				ob := newOutbox(b, base.Store)
+				// enqueue commits a message and returns when the commit
+				// returned; then it wakes this process's consumers, as a unit
+				// of work does.
+				enqueue := func() (time.Time, error) {
+					ctx := context.Background()
+					tx, err := base.SQL().BeginTx(ctx, nil)
+					if err != nil {
+						return time.Time{}, err
+					}
+					defer func() { _ = tx.Rollback() }()
+					if err := ob.EnqueueTx(ctx, tx, outbox.Message{Name: "ping", Key: "k", Payload: []byte{}}); err != nil {
+						return time.Time{}, err
+					}
+					if err := tx.Commit(); err != nil {
+						return time.Time{}, err
 					}
 					committed := time.Now()
-					if c.wake == "notify" {
-						r.Notify()
-					}
-					select {
-					case at := <-called:
-						lat = append(lat, at.Sub(committed))
-					case <-time.After(10 * time.Second):
-						b.Fatal("message not delivered")
-					}
+					base.Notify()
+					return committed, nil
 				}
-			}
-			slices.Sort(lat)
-			ms := func(q float64) float64 {
-				return float64(lat[int(q*float64(len(lat)-1))]) / float64(time.Millisecond)
-			}
-			b.ReportMetric(ms(0.50), "p50-ms")
-			b.ReportMetric(ms(0.99), "p99-ms")
-		})
+				// consumer returns the store a consumer runs on: the
+				// enqueuing store itself, or, to be woken by the Listener,
+				// another handle as another process would have.
+				consumer := func(b *testing.B) (testdb.DB, <-chan struct{}) {
+					if wake == "notify" {
+						ready := make(chan struct{})
+						close(ready)
+						return base, ready
+					}
+					return openListening(b, s, base.DSN, store.Options{TablePrefix: prefix})
+				}
+				b.Run("relay", func(b *testing.B) {
+					db, ready := consumer(b)
+					called := make(chan time.Time, 1)
+					pub := outbox.PublisherFunc(func(context.Context, []outbox.Message) error {
+						called <- time.Now()
+						return nil
+					})
+					r := newRelay(b, db.Store, pub, outbox.RelayConfig{MinPollInterval: time.Hour, MaxPollInterval: time.Hour})
+					run := runRelay(b, r)
+					defer run.Stop()
+					waitReady(b, ready)
+					holdsAll(b, r)
+					reportLatency(b, idleLatency(b, enqueue, called))
+				})
+				b.Run("baseline", func(b *testing.B) {
+					db, ready := consumer(b)
+					called := make(chan time.Time, 1)
+					wakeUp, unsubscribe := db.Subscribe()
+					ctx, cancel := context.WithCancel(context.Background())
+					done := make(chan struct{})
+					go func() {
+						defer close(done)
+						for {
+							select {
+							case <-ctx.Done():
+								return
+							case <-wakeUp:
+							}
+							for {
+								n, err := baselineBatch(ctx, db, func([]outbox.Message) { called <- time.Now() })
+								if err != nil && ctx.Err() == nil {
+									b.Error(err)
+								}
+								if err != nil || n == 0 {
+									break
+								}
+							}
+						}
+					}()
+					defer func() { cancel(); <-done; unsubscribe() }()
+					waitReady(b, ready)
+					reportLatency(b, idleLatency(b, enqueue, called))
+				})
+			})
+		}
 	}
+}
+
+// idleLatency enqueues 300 messages per iteration, each after the consumer
+// went idle again, and returns the delays from enqueue to publish.
+func idleLatency(b *testing.B, enqueue func() (time.Time, error), called <-chan time.Time) []time.Duration {
+	const samples = 300
+	var lat []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		for range samples {
+			time.Sleep(2 * time.Millisecond) // idle again
+			committed, err := enqueue()
+			if err != nil {
+				b.Fatal(err)
+			}
+			select {
+			case at := <-called:
+				lat = append(lat, at.Sub(committed))
+			case <-time.After(10 * time.Second):
+				b.Fatal("message not delivered")
+			}
+		}
+	}
+	b.StopTimer()
+	return lat
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	slices.Sort(lat)
+	ms := func(q float64) float64 {
+		return float64(lat[int(q*float64(len(lat)-1))]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(ms(0.50), "p50-ms")
+	b.ReportMetric(ms(0.99), "p99-ms")
 }
 
 // BenchmarkClaimHistory compares the cost of claiming 1,000 pending rows
@@ -188,16 +263,16 @@ func BenchmarkIdleLatency(b *testing.B) {
 // between the two tables and the medians are compared, so load from other
 // processes on the machine falls on both alike.
 func BenchmarkClaimHistory(b *testing.B) {
-	for _, d := range testdb.Dialects {
-		b.Run(d, func(b *testing.B) {
+	for _, s := range testdb.Setups {
+		b.Run(s.Name, func(b *testing.B) {
 			ctx := context.Background()
-			small := testdb.Open(b, d)
-			testdb.FillOutbox(b, small, d, 1000, 0)
-			large := testdb.Open(b, d)
-			testdb.FillOutbox(b, large, d, 1000000, 1)
-			testdb.FillOutbox(b, large, d, 1000, 0)
-			rs := newRelay(b, small, nopPublisher, outbox.RelayConfig{})
-			rl := newRelay(b, large, nopPublisher, outbox.RelayConfig{})
+			small := testdb.Open(b, s)
+			testdb.FillOutbox(b, small, 1000, 0)
+			large := testdb.Open(b, s)
+			testdb.FillOutbox(b, large, 1000000, 1)
+			testdb.FillOutbox(b, large, 1000, 0)
+			rs := newRelay(b, small.Store, nopPublisher, outbox.RelayConfig{})
+			rl := newRelay(b, large.Store, nopPublisher, outbox.RelayConfig{})
 			claim := func(r *outbox.Relay) time.Duration {
 				start := time.Now()
 				n, err := outbox.ClaimAll(ctx, r)
@@ -220,10 +295,10 @@ func BenchmarkClaimHistory(b *testing.B) {
 			}
 			slices.Sort(ts)
 			slices.Sort(tl)
-			s, l := ts[len(ts)/2], tl[len(tl)/2]
-			b.ReportMetric(float64(s)/1e6, "small-ms/claim")
+			sm, l := ts[len(ts)/2], tl[len(tl)/2]
+			b.ReportMetric(float64(sm)/1e6, "small-ms/claim")
 			b.ReportMetric(float64(l)/1e6, "large-ms/claim")
-			b.ReportMetric(float64(l)/float64(s), "ratio")
+			b.ReportMetric(float64(l)/float64(sm), "ratio")
 		})
 	}
 }

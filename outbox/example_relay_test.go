@@ -9,41 +9,47 @@ import (
 	"os"
 	"path/filepath"
 
-	_ "github.com/mattn/go-sqlite3"
+	_ "modernc.org/sqlite" // driver "sqlite"; pure Go, so examples run without cgo
 
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
+	"github.com/keel-go/keel/store/sqlite"
 )
 
-// openExampleDB opens a SQLite database in a temporary directory with the
-// recommended options.
-func openExampleDB() (db *sql.DB, cleanup func()) {
+// openExampleStore opens a SQLite database in a temporary directory with
+// the recommended options, and creates keel's tables.
+func openExampleStore() (st *store.Store, cleanup func()) {
 	dir, err := os.MkdirTemp("", "keel-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	db, err = sql.Open("sqlite3", "file:"+filepath.Join(dir, "app.db")+"?_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate")
+	db, err := sql.Open("sqlite", sqlite.FileDSN(filepath.Join(dir, "app.db")))
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := outbox.Migrate(context.Background(), db, outbox.Config{}); err != nil {
+	st, err = store.Open(db, sqlite.Dialect(), store.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
 		log.Fatal(err)
 	}
-	return db, func() { db.Close(); os.RemoveAll(dir) }
+	if err := st.Migrate(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	return st, func() { db.Close(); os.RemoveAll(dir) }
 }
 
 // Messages written in the application's transaction are delivered by a
 // relay once it commits, in order per key. Drain delivers what is there and
 // returns, which suits batch jobs and tests.
 func ExampleRelay_Drain() {
-	db, cleanup := openExampleDB()
+	st, cleanup := openExampleStore()
 	defer cleanup()
 	ctx := context.Background()
 
-	ob, err := outbox.New(db, outbox.Config{})
+	ob, err := outbox.New(st)
 	if err != nil {
 		log.Fatal(err)
 	}
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := st.DB().BeginTx(ctx, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -65,7 +71,7 @@ func ExampleRelay_Drain() {
 		}
 		return nil
 	})
-	relay, err := outbox.NewRelay(db, publish, outbox.RelayConfig{Logger: slog.New(slog.DiscardHandler)})
+	relay, err := outbox.NewRelay(st, publish, outbox.RelayConfig{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -80,9 +86,11 @@ func ExampleRelay_Drain() {
 	// delivered: 2
 }
 
-// A long-running relay delivers as soon as it is notified of a commit.
+// A long-running relay delivers as soon as a commit in this process wakes
+// it: Outbox.Enqueue and units of work wake the store's relays by
+// themselves. Stopping the relay hands its leases back.
 func ExampleRelay_Run() {
-	db, cleanup := openExampleDB()
+	st, cleanup := openExampleStore()
 	defer cleanup()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -94,21 +102,20 @@ func ExampleRelay_Run() {
 		}
 		return nil
 	})
-	relay, err := outbox.NewRelay(db, publish, outbox.RelayConfig{Logger: slog.New(slog.DiscardHandler)})
+	relay, err := outbox.NewRelay(st, publish, outbox.RelayConfig{})
 	if err != nil {
 		log.Fatal(err)
 	}
 	stopped := make(chan error)
 	go func() { stopped <- relay.Run(ctx) }()
 
-	ob, err := outbox.New(db, outbox.Config{})
+	ob, err := outbox.New(st)
 	if err != nil {
 		log.Fatal(err)
 	}
 	if err := ob.Enqueue(ctx, outbox.Message{Name: "order.shipped", Key: "order-7", Payload: []byte(`{}`)}); err != nil {
 		log.Fatal(err)
 	}
-	relay.Notify() // after commit; the unit of work does this for you
 
 	m := <-delivered
 	fmt.Println(m.Name, m.Key)
@@ -117,4 +124,59 @@ func ExampleRelay_Run() {
 	// Output:
 	// order.shipped order-7
 	// stopped: <nil>
+}
+
+// Parked messages, which used up their attempts or failed permanently,
+// wait for an operator. Administration needs only the store: no relay and
+// no Publisher.
+func ExampleOutbox_Requeue() {
+	st, cleanup := openExampleStore()
+	defer cleanup()
+	ctx := context.Background()
+
+	ob, err := outbox.New(st)
+	if err != nil {
+		log.Fatal(err)
+	}
+	msg := outbox.Message{ID: "msg-1", Name: "invoice.paid", Key: "inv-1", Payload: []byte(`{}`)}
+	if err := ob.Enqueue(ctx, msg); err != nil {
+		log.Fatal(err)
+	}
+	// A destination rejects the message for good.
+	reject := outbox.PublisherFunc(func(ctx context.Context, batch []outbox.Message) error {
+		return fmt.Errorf("schema registry: unknown field: %w", outbox.ErrPermanent)
+	})
+	relay, err := outbox.NewRelay(st, reject, outbox.RelayConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := relay.Drain(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	stats, err := ob.Stats(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("parked:", stats.Parked)
+	parked, err := ob.Parked(ctx, outbox.ParkedQuery{Key: "inv-1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, p := range parked {
+		fmt.Println(p.ID, p.Attempts, p.LastError)
+	}
+	// Once the destination is fixed:
+	if err := ob.Requeue(ctx, "msg-1"); err != nil {
+		log.Fatal(err)
+	}
+	stats, err = ob.Stats(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("pending:", stats.Pending, "parked:", stats.Parked)
+	// Output:
+	// parked: 1
+	// msg-1 1 schema registry: unknown field: keel: permanent delivery failure
+	// pending: 1 parked: 0
 }

@@ -2,22 +2,19 @@ package outbox_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"testing"
 
 	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
 )
 
 func TestEnqueue(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	each(t, func(t *testing.T, db testdb.DB) {
 		ctx := context.Background()
-		ob, err := outbox.New(db, outbox.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ob.CheckSchema(ctx); err != nil {
+		ob := newOutbox(t, db.Store)
+		if err := db.CheckSchema(ctx); err != nil {
 			t.Fatal(err)
 		}
 		msgs := []outbox.Message{
@@ -30,25 +27,26 @@ func TestEnqueue(t *testing.T) {
 		if msgs[0].ID == "" || msgs[1].ID == "" || msgs[0].ID == msgs[1].ID {
 			t.Fatalf("ids not assigned: %q %q", msgs[0].ID, msgs[1].ID)
 		}
-		var n int
-		var key, headers string
-		if err := db.QueryRow("SELECT COUNT(*) FROM keel_outbox WHERE state = 0").Scan(&n); err != nil || n != 2 {
-			t.Fatalf("pending rows = %d, %v; want 2", n, err)
+		if n := testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox WHERE state = 0"); n != 2 {
+			t.Fatalf("pending rows = %d; want 2", n)
 		}
-		if err := db.QueryRow("SELECT partition_key, headers FROM keel_outbox WHERE name = 'a'").Scan(&key, &headers); err != nil {
+		var key, headers string
+		if err := db.SQL().QueryRow("SELECT partition_key, headers FROM keel_outbox WHERE name = 'a'").Scan(&key, &headers); err != nil {
 			t.Fatal(err)
 		}
 		if key != "k1" || headers != `{"traceparent":"00-x"}` {
 			t.Fatalf("row = %q %q", key, headers)
 		}
 		// Rolled back with the caller's transaction.
-		tx, _ := db.Begin()
+		tx, err := db.SQL().Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := ob.EnqueueTx(ctx, tx, outbox.Message{Name: "c", Payload: []byte{}}); err != nil {
 			t.Fatal(err)
 		}
 		_ = tx.Rollback()
-		_ = db.QueryRow("SELECT COUNT(*) FROM keel_outbox").Scan(&n)
-		if n != 2 {
+		if n := testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox"); n != 2 {
 			t.Fatalf("rows after rollback = %d, want 2", n)
 		}
 		// Bad input.
@@ -62,41 +60,41 @@ func TestEnqueue(t *testing.T) {
 }
 
 func TestNotMigrated(t *testing.T) {
-	for _, d := range testdb.Dialects {
-		t.Run(d, func(t *testing.T) {
-			db := testdb.OpenEmpty(t, d)
-			ob, err := outbox.New(db, outbox.Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = ob.Enqueue(context.Background(), outbox.Message{Name: "a", Payload: []byte{}})
-			if !errors.Is(err, outbox.ErrNotMigrated) {
-				t.Fatalf("err = %v, want ErrNotMigrated", err)
-			}
-			if err := ob.CheckSchema(context.Background()); !errors.Is(err, outbox.ErrNotMigrated) {
-				t.Fatalf("CheckSchema = %v", err)
-			}
-			if err := outbox.Migrate(context.Background(), db, outbox.Config{}); err != nil {
-				t.Fatal(err)
-			}
-			if err := outbox.Migrate(context.Background(), db, outbox.Config{}); err != nil {
-				t.Fatalf("second migrate: %v", err)
-			}
-			if err := ob.Enqueue(context.Background(), outbox.Message{Name: "a", Payload: []byte{}}); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	eachSetup(t, func(t *testing.T, s testdb.Setup) {
+		ctx := context.Background()
+		db := testdb.OpenEmpty(t, s)
+		ob := newOutbox(t, db.Store)
+		err := ob.Enqueue(ctx, outbox.Message{Name: "a", Payload: []byte{}})
+		if !errors.Is(err, store.ErrNotMigrated) {
+			t.Fatalf("err = %v, want ErrNotMigrated", err)
+		}
+		if err := db.CheckSchema(ctx); !errors.Is(err, store.ErrNotMigrated) {
+			t.Fatalf("CheckSchema = %v", err)
+		}
+		if err := db.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Migrate(ctx); err != nil {
+			t.Fatalf("second migrate: %v", err)
+		}
+		if err := ob.Enqueue(ctx, outbox.Message{Name: "a", Payload: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestBadPrefix(t *testing.T) {
-	db := testdb.OpenEmpty(t, "sqlite")
+	t.Parallel()
+	db := testdb.OpenEmpty(t, testdb.SQLiteModernc)
 	for _, p := range []string{"x; DROP TABLE y; --", "1abc", "a-b", "a.b"} {
-		if _, err := outbox.New(db, outbox.Config{TablePrefix: p}); !errors.Is(err, outbox.ErrBadIdentifier) {
+		if _, err := store.Open(db.SQL(), db.Dialect(), store.Options{TablePrefix: p}); !errors.Is(err, store.ErrBadIdentifier) {
 			t.Errorf("prefix %q: err = %v, want ErrBadIdentifier", p, err)
 		}
 	}
-	if _, err := outbox.New(db, outbox.Config{Dialect: "oracle"}); err == nil {
-		t.Error("unknown dialect accepted")
+	if _, err := store.Open(db.SQL(), nil, store.Options{}); !errors.Is(err, store.ErrInvalidConfig) {
+		t.Errorf("no dialect: err = %v, want ErrInvalidConfig", err)
+	}
+	if _, err := outbox.New(nil); !errors.Is(err, store.ErrInvalidConfig) {
+		t.Errorf("nil store: err = %v, want ErrInvalidConfig", err)
 	}
 }

@@ -2,7 +2,6 @@ package outbox_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,11 +12,13 @@ import (
 	"github.com/keel-go/keel/outbox"
 )
 
-// drainUntil calls Drain until cond holds; retries wait a few milliseconds.
+// drainUntil calls Drain until cond holds, for up to 10 seconds; retries
+// wait a few milliseconds.
 func drainUntil(t *testing.T, r *outbox.Relay, what string, cond func() bool) {
 	t.Helper()
-	for i := 0; !cond(); i++ {
-		if i == 200 {
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
 			t.Fatalf("gave up draining until %s", what)
 		}
 		if _, err := r.Drain(context.Background()); err != nil {
@@ -28,11 +29,12 @@ func drainUntil(t *testing.T, r *outbox.Relay, what string, cond func() bool) {
 }
 
 func TestRelayPoisonMessage(t *testing.T) {
+	t.Parallel()
 	for _, policy := range []outbox.FailurePolicy{outbox.ParkKey, outbox.SkipMessage} {
 		t.Run(policy.String(), func(t *testing.T) {
-			testdb.Each(t, func(t *testing.T, db *sql.DB) {
+			each(t, func(t *testing.T, db testdb.DB) {
 				ctx := context.Background()
-				ob := newOutbox(t, db, outbox.Config{})
+				ob := newOutbox(t, db.Store)
 				// The poison key comes first, with a backlog six times the batch
 				// size: it must not crowd the other keys out of any batch.
 				var poison []outbox.Message
@@ -51,7 +53,7 @@ func TestRelayPoisonMessage(t *testing.T) {
 					}
 					return nil
 				})
-				r := newRelay(t, db, rec, outbox.RelayConfig{
+				r := newRelay(t, db.Store, rec, outbox.RelayConfig{
 					BatchSize: 10, MaxAttempts: 3, RetryBackoff: time.Millisecond, MaxRetryBackoff: 2 * time.Millisecond, Policy: policy,
 				})
 				if _, err := r.Drain(ctx); err != nil {
@@ -67,10 +69,10 @@ func TestRelayPoisonMessage(t *testing.T) {
 					t.Fatalf("%d of 50 messages of healthy keys delivered by the first Drain", others)
 				}
 				drainUntil(t, r, "the pill is parked", func() bool {
-					s, err := r.Stats(ctx)
+					s, err := ob.Stats(ctx)
 					return err == nil && s.Parked == 1 && s.Retrying == 0
 				})
-				parked, err := r.Parked(ctx, outbox.ParkedQuery{})
+				parked, err := ob.Parked(ctx, outbox.ParkedQuery{})
 				if err != nil || len(parked) != 1 {
 					t.Fatalf("Parked = %v, %v", parked, err)
 				}
@@ -78,16 +80,16 @@ func TestRelayPoisonMessage(t *testing.T) {
 				if p.ID != pill || p.Attempts != 3 || !strings.Contains(p.LastError, "poison pill") || time.Since(p.ParkedAt) > time.Minute || p.AggregateVersion != 2 {
 					t.Fatalf("parked row %+v", p)
 				}
-				if byKey, _ := r.Parked(ctx, outbox.ParkedQuery{Key: "poison"}); len(byKey) != 1 {
+				if byKey, _ := ob.Parked(ctx, outbox.ParkedQuery{Key: "poison"}); len(byKey) != 1 {
 					t.Fatalf("Parked by key = %d rows", len(byKey))
 				}
-				if byKey, _ := r.Parked(ctx, outbox.ParkedQuery{Key: keyName(1)}); len(byKey) != 0 {
+				if byKey, _ := ob.Parked(ctx, outbox.ParkedQuery{Key: keyName(1)}); len(byKey) != 0 {
 					t.Fatalf("Parked for a healthy key = %d rows", len(byKey))
 				}
 				if _, err := r.Drain(ctx); err != nil {
 					t.Fatal(err)
 				}
-				s, _ := r.Stats(ctx)
+				s, _ := ob.Stats(ctx)
 				delivered := rec.count()
 				switch policy {
 				case outbox.ParkKey:
@@ -102,10 +104,10 @@ func TestRelayPoisonMessage(t *testing.T) {
 				}
 				// Heal, requeue the pill: everything arrives, once.
 				rec.setFail(nil)
-				if err := r.Requeue(ctx, pill); err != nil {
+				if err := ob.Requeue(ctx, pill); err != nil {
 					t.Fatal(err)
 				}
-				if err := r.Requeue(ctx, pill); !errors.Is(err, outbox.ErrNotParked) {
+				if err := ob.Requeue(ctx, pill); !errors.Is(err, outbox.ErrNotParked) {
 					t.Fatalf("second Requeue: %v", err)
 				}
 				if _, err := r.Drain(ctx); err != nil {
@@ -122,7 +124,7 @@ func TestRelayPoisonMessage(t *testing.T) {
 				} else if last := got[len(got)-1]; last.ID != pill {
 					t.Fatalf("SkipMessage: requeued pill should arrive last, got %s v%d", last.Key, last.AggregateVersion)
 				}
-				if s, _ := r.Stats(ctx); s.Pending != 0 || s.Parked != 0 {
+				if s, _ := ob.Stats(ctx); s.Pending != 0 || s.Parked != 0 {
 					t.Fatalf("Stats after requeue: %+v", s)
 				}
 			})
@@ -131,9 +133,9 @@ func TestRelayPoisonMessage(t *testing.T) {
 }
 
 func TestRelayPermanentErrorAndRequeueKey(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	each(t, func(t *testing.T, db testdb.DB) {
 		ctx := context.Background()
-		ob := newOutbox(t, db, outbox.Config{})
+		ob := newOutbox(t, db.Store)
 		msgs := []outbox.Message{
 			{Name: "a", Key: "perm", AggregateVersion: 1, Payload: []byte{}},
 			{Name: "a", Key: "perm", AggregateVersion: 2, Payload: []byte{}},
@@ -150,19 +152,19 @@ func TestRelayPermanentErrorAndRequeueKey(t *testing.T) {
 			}
 			return nil
 		})
-		r := newRelay(t, db, rec, outbox.RelayConfig{MaxAttempts: 50})
+		r := newRelay(t, db.Store, rec, outbox.RelayConfig{MaxAttempts: 50})
 		if n, err := r.Drain(ctx); err != nil || n != 3 {
 			t.Fatalf("Drain = %d, %v; want 3", n, err)
 		}
-		parked, err := r.Parked(ctx, outbox.ParkedQuery{Key: "perm"})
+		parked, err := ob.Parked(ctx, outbox.ParkedQuery{Key: "perm"})
 		if err != nil || len(parked) != 1 || parked[0].Attempts != 1 || parked[0].AggregateVersion != 3 {
 			t.Fatalf("a permanent error parks at the first attempt: %+v, %v", parked, err)
 		}
-		if n, err := r.RequeueKey(ctx, "nobody"); err != nil || n != 0 {
+		if n, err := ob.RequeueKey(ctx, "nobody"); err != nil || n != 0 {
 			t.Fatalf("RequeueKey of a healthy key = %d, %v", n, err)
 		}
 		rec.setFail(nil)
-		if n, err := r.RequeueKey(ctx, "perm"); err != nil || n != 1 {
+		if n, err := ob.RequeueKey(ctx, "perm"); err != nil || n != 1 {
 			t.Fatalf("RequeueKey = %d, %v; want 1", n, err)
 		}
 		if n, err := r.Drain(ctx); err != nil || n != 1 {
@@ -175,29 +177,31 @@ func TestRelayPermanentErrorAndRequeueKey(t *testing.T) {
 }
 
 func TestRelayWholeBatchFailure(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	each(t, func(t *testing.T, db testdb.DB) {
 		ctx := context.Background()
-		ob := newOutbox(t, db, outbox.Config{})
+		ob := newOutbox(t, db.Store)
 		fill(t, ob, 5, 3)
 		down := true
 		var calls int
 		pub := outbox.PublisherFunc(func(ctx context.Context, batch []outbox.Message) error {
 			calls++
 			if down {
-				return errors.New("broker unreachable")
+				return errBroker
 			}
 			return nil
 		})
 		var reports []outbox.BatchReport
-		r := newRelay(t, db, pub, outbox.RelayConfig{
-			RetryBackoff: 20 * time.Millisecond, MaxRetryBackoff: 20 * time.Millisecond,
+		// The retry comes due 200-400ms after the failure, well after the
+		// first Drain's next claim.
+		r := newRelay(t, db.Store, pub, outbox.RelayConfig{
+			RetryBackoff: 400 * time.Millisecond, MaxRetryBackoff: 400 * time.Millisecond,
 			Observer: outbox.ObserverFunc(func(b outbox.BatchReport) { reports = append(reports, b) }),
 		})
 		if n, err := r.Drain(ctx); err != nil || n != 0 {
 			t.Fatalf("Drain against a dead broker = %d, %v", n, err)
 		}
 		// Each key's first message took the attempt; the rest wait, untouched.
-		s, _ := r.Stats(ctx)
+		s, _ := ob.Stats(ctx)
 		if s.Pending != 15 || s.Retrying != 5 || s.Parked != 0 {
 			t.Fatalf("Stats = %+v; want 15 pending, 5 retrying", s)
 		}
@@ -205,10 +209,9 @@ func TestRelayWholeBatchFailure(t *testing.T) {
 			t.Fatalf("reports %+v after %d publish calls; want one batch with 5 failed, 10 held", reports, calls)
 		}
 		down = false
-		time.Sleep(25 * time.Millisecond)
 		var delivered int
 		drainUntil(t, r, "everything is delivered", func() bool {
-			s, err := r.Stats(ctx)
+			s, err := ob.Stats(ctx)
 			return err == nil && s.Pending == 0
 		})
 		for _, b := range reports {
@@ -223,9 +226,9 @@ func TestRelayWholeBatchFailure(t *testing.T) {
 // A message the publisher never tried (its context ran out first) keeps its
 // attempts and its place: it is neither delayed nor parked.
 func TestRelayNotAttempted(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	each(t, func(t *testing.T, db testdb.DB) {
 		ctx := context.Background()
-		ob := newOutbox(t, db, outbox.Config{})
+		ob := newOutbox(t, db.Store)
 		fill(t, ob, 2, 2)
 		first := true
 		pub := outbox.PublisherFunc(func(ctx context.Context, batch []outbox.Message) error {
@@ -239,13 +242,13 @@ func TestRelayNotAttempted(t *testing.T) {
 			}
 			return &outbox.BatchError{Errs: errs}
 		})
-		r := newRelay(t, db, pub, outbox.RelayConfig{MaxAttempts: 1})
+		r := newRelay(t, db.Store, pub, outbox.RelayConfig{MaxAttempts: 1})
 		// With MaxAttempts 1, a counted attempt would park each key's first
 		// message and hold the rest; instead Drain retries at once.
 		if n, err := r.Drain(ctx); err != nil || n != 4 || first {
 			t.Fatalf("Drain = %d, %v; want all 4 delivered after the untried batch", n, err)
 		}
-		s, err := r.Stats(ctx)
+		s, err := ob.Stats(ctx)
 		if err != nil || s.Pending != 0 || s.Retrying != 0 || s.Parked != 0 {
 			t.Fatalf("Stats = %+v, %v; want nothing left", s, err)
 		}

@@ -3,22 +3,61 @@ package outbox_test
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/lib/pq"
-
 	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
 )
 
 // quiet discards logs; set KEEL_TEST_LOG=1 to see them.
 var quiet = testdb.Logger()
+
+// each runs fn as a parallel subtest per setup, each with a fresh migrated
+// database of its own, and lets the test itself run beside other parallel
+// tests.
+func each(t *testing.T, fn func(t *testing.T, db testdb.DB)) {
+	t.Helper()
+	t.Parallel()
+	for _, s := range testdb.Setups {
+		t.Run(s.Name, func(t *testing.T) {
+			testdb.Require(t, s)
+			t.Parallel()
+			fn(t, testdb.Open(t, s))
+		})
+	}
+}
+
+// eachSetup is each for tests that open their databases themselves.
+func eachSetup(t *testing.T, fn func(t *testing.T, s testdb.Setup)) {
+	t.Helper()
+	t.Parallel()
+	for _, s := range testdb.Setups {
+		t.Run(s.Name, func(t *testing.T) {
+			testdb.Require(t, s)
+			t.Parallel()
+			fn(t, s)
+		})
+	}
+}
+
+// eachPostgres is eachSetup over the PostgreSQL setups only.
+func eachPostgres(t *testing.T, fn func(t *testing.T, s testdb.Setup)) {
+	t.Helper()
+	eachSetup(t, func(t *testing.T, s testdb.Setup) {
+		if !s.IsPostgres() {
+			t.Skip("PostgreSQL only")
+		}
+		fn(t, s)
+	})
+}
 
 // relayConfig fills the fields every test wants: no log noise and short
 // leases, so takeovers happen within a test's patience.
@@ -32,39 +71,31 @@ func relayConfig(cfg outbox.RelayConfig) outbox.RelayConfig {
 	return cfg
 }
 
-func newRelay(t testing.TB, db *sql.DB, pub outbox.Publisher, cfg outbox.RelayConfig) *outbox.Relay {
+func newRelay(t testing.TB, st *store.Store, pub outbox.Publisher, cfg outbox.RelayConfig) *outbox.Relay {
 	t.Helper()
-	r, err := outbox.NewRelay(db, pub, relayConfig(cfg))
+	r, err := outbox.NewRelay(st, pub, relayConfig(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-// openDSN returns a fresh migrated database and the DSN that reaches it, so
-// that other handles and processes can open it too.
-func openDSN(t testing.TB, dialectName string, cfg outbox.Config) (*sql.DB, string) {
+func newOutbox(t testing.TB, st *store.Store) *outbox.Outbox {
 	t.Helper()
-	dsn := testdb.DSN(t, dialectName)
-	db := openExisting(t, dialectName, dsn)
-	if err := outbox.Migrate(context.Background(), db, cfg); err != nil {
-		t.Fatal(err)
-	}
-	return db, dsn
-}
-
-func openExisting(t testing.TB, dialectName, dsn string) *sql.DB {
-	t.Helper()
-	driver := "sqlite3"
-	if dialectName == "postgres" {
-		driver = "postgres"
-	}
-	db, err := sql.Open(driver, dsn)
+	ob, err := outbox.New(st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	return ob
+}
+
+// quietOptions are store options with the quiet logger and nothing else:
+// no Listener, so only this process's commits wake its relays.
+func quietOptions(o store.Options) store.Options {
+	if o.Logger == nil {
+		o.Logger = quiet
+	}
+	return o
 }
 
 func randomSuffix() string {
@@ -112,48 +143,35 @@ func fillFrom(t testing.TB, ob *outbox.Outbox, keys, fromVersion, toVersion int)
 	return all
 }
 
-func newOutbox(t testing.TB, db *sql.DB, cfg outbox.Config) *outbox.Outbox {
-	t.Helper()
-	ob, err := outbox.New(db, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ob
-}
-
 // recorder is a Publisher that keeps what it was given, in arrival order.
 // fail, when set, decides per message; like a well-behaved publisher, it
-// stops a key at its first failure within a batch.
+// holds back a key's later messages after its first failure in a batch.
 type recorder struct {
 	mu   sync.Mutex
 	got  []outbox.Message
 	fail func(m outbox.Message) error
 }
 
-var errEarlierFailed = errors.New("not attempted: an earlier message of the key failed")
-
 func (rc *recorder) Publish(_ context.Context, batch []outbox.Message) error {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	var errs []error
-	var stopped map[string]bool
-	for i, m := range batch {
-		var err error
-		if stopped[m.Key] {
-			err = errEarlierFailed
-		} else if rc.fail != nil {
-			err = rc.fail(m)
+	var hold outbox.HoldBack
+	for i := range batch {
+		m := &batch[i]
+		err := hold.Check(m)
+		if err == nil && rc.fail != nil {
+			err = rc.fail(*m)
 		}
 		if err != nil {
 			if errs == nil {
 				errs = make([]error, len(batch))
-				stopped = map[string]bool{}
 			}
 			errs[i] = err
-			stopped[m.Key] = true
+			hold.Fail(m)
 			continue
 		}
-		rc.got = append(rc.got, m)
+		rc.got = append(rc.got, *m)
 	}
 	if errs != nil {
 		return &outbox.BatchError{Errs: errs}
@@ -199,68 +217,171 @@ func checkOrder(t testing.TB, got []outbox.Message) (dups int) {
 	return dups
 }
 
-// countRows runs a COUNT(*) query.
-func countRows(t testing.TB, db *sql.DB, query string, args ...any) int {
-	t.Helper()
-	var n int
-	if err := db.QueryRow(query, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return n
+// running is a relay's Run in a goroutine of its own.
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // set before done is closed
 }
 
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// runRelay runs r in the background until the test ends or stop is called;
-// stop waits for Run to return and reports its error.
-func runRelay(t testing.TB, r *outbox.Relay) (stop func() error) {
+// runRelay runs r in the background until the test ends or Stop is called.
+func runRelay(t testing.TB, r *outbox.Relay) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			err = <-done
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
+	h := &running{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		h.err = r.Run(ctx)
+	}()
+	t.Cleanup(func() { _ = h.Stop() })
+	return h
 }
 
-// newPQListener listens on channel over its own connection and sends the
-// channel name of every notification to got.
-func newPQListener(t testing.TB, dsn, channel string, got chan<- string) (stop func()) {
+// Stop cancels Run, waits for it to return and returns its error.
+func (h *running) Stop() error {
+	h.cancel()
+	<-h.done
+	return h.err
+}
+
+// Wait waits up to timeout for Run to return by itself, and reports
+// whether it returned, with its error.
+func (h *running) Wait(timeout time.Duration) (returned bool, err error) {
+	select {
+	case <-h.done:
+		return true, h.err
+	case <-time.After(timeout):
+		return false, nil
+	}
+}
+
+// Returned reports whether Run has returned.
+func (h *running) Returned() bool {
+	select {
+	case <-h.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// holdsAll waits until r leases every partition: Run has started and taken
+// its first leases.
+func holdsAll(t testing.TB, r *outbox.Relay) {
 	t.Helper()
-	l := pq.NewListener(dsn, 10*time.Millisecond, time.Second, nil)
-	if err := l.Listen(channel); err != nil {
+	testdb.Eventually(t, 10*time.Second, "the relay to hold every partition", func() bool {
+		return r.Partitions() == outbox.Partitions
+	})
+}
+
+// readyListener wraps a store Listener and closes ready at its first call
+// of notify, which a Listener makes once it is listening.
+type readyListener struct {
+	store.Listener
+	once  sync.Once
+	ready chan struct{}
+}
+
+func (l *readyListener) Listen(ctx context.Context, channel string, notify func()) error {
+	return l.Listener.Listen(ctx, channel, func() {
+		l.once.Do(func() { close(l.ready) })
+		notify()
+	})
+}
+
+// openListening opens another handle on the database at dsn, with a store
+// whose Listener (the setup's own) reports when it is listening.
+func openListening(t testing.TB, s testdb.Setup, dsn string, opts store.Options) (testdb.DB, <-chan struct{}) {
+	t.Helper()
+	sqldb := testdb.OpenSQL(t, s, dsn)
+	l := &readyListener{Listener: testdb.Listener(s, sqldb, dsn), ready: make(chan struct{})}
+	opts.Listener = l
+	st, err := store.Open(sqldb, s.StoreDialect(), quietOptions(opts))
+	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case n := <-l.Notify:
-				if n != nil {
-					got <- n.Channel
-				}
-			case <-done:
-				return
-			}
-		}
-	}()
-	return func() { close(done); l.Close() }
+	return testdb.DB{Store: st, Setup: s, DSN: dsn}, l.ready
 }
+
+// waitReady waits for a readyListener to be listening.
+func waitReady(t testing.TB, ready <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener never started listening")
+	}
+}
+
+// logRecorder is a slog.Handler that keeps every record, for tests that
+// check what was logged and at which level.
+type logRecorder struct {
+	mu      *sync.Mutex
+	records *[]logged
+	attrs   []slog.Attr
+}
+
+// logged is one log record, its attributes rendered as text.
+type logged struct {
+	Level   slog.Level
+	Message string
+	Attrs   map[string]string
+}
+
+func newLogRecorder() *logRecorder {
+	return &logRecorder{mu: new(sync.Mutex), records: new([]logged)}
+}
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	rec := logged{Level: r.Level, Message: r.Message, Attrs: map[string]string{}}
+	for _, a := range h.attrs {
+		rec.Attrs[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		rec.Attrs[a.Key] = a.Value.String()
+		return true
+	})
+	h.mu.Lock()
+	*h.records = append(*h.records, rec)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *logRecorder) WithAttrs(attrs []slog.Attr) slog.Handler {
+	c := *h
+	c.attrs = append(append([]slog.Attr(nil), h.attrs...), attrs...)
+	return &c
+}
+
+func (h *logRecorder) WithGroup(string) slog.Handler { return h }
+
+func (h *logRecorder) logger() *slog.Logger { return slog.New(h) }
+
+// find returns the records at level or above whose message contains msg.
+func (h *logRecorder) find(level slog.Level, msg string) []logged {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []logged
+	for _, r := range *h.records {
+		if r.Level >= level && strings.Contains(r.Message, msg) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// String renders every record, for failure messages.
+func (h *logRecorder) String() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var b strings.Builder
+	for _, r := range *h.records {
+		fmt.Fprintf(&b, "%v %s %v\n", r.Level, r.Message, r.Attrs)
+	}
+	return b.String()
+}
+
+// errBroker is a publish failure for tests.
+var errBroker = errors.New("broker unreachable")

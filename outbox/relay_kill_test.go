@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lib/pq"
-
 	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
 )
@@ -28,178 +26,185 @@ import (
 // message in a database transaction with an inbox row, and SIGKILLs one of
 // them mid-drain. Children stop once every message has taken effect.
 const (
-	envKillDialect = "KEEL_KILL_CHILD_DIALECT"
-	envKillDSN     = "KEEL_KILL_CHILD_DSN"
-	envKillLog     = "KEEL_KILL_CHILD_LOG"
-	envKillID      = "KEEL_KILL_CHILD_ID"
-	killBatch      = 500
-	killKeys       = 200
-	killPerKey     = 100
+	envKillSetup = "KEEL_KILL_CHILD_SETUP"
+	envKillDSN   = "KEEL_KILL_CHILD_DSN"
+	envKillLog   = "KEEL_KILL_CHILD_LOG"
+	envKillID    = "KEEL_KILL_CHILD_ID"
+	killBatch    = 500
+	killKeys     = 200
+	killPerKey   = 100
 )
 
 func TestRelayKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
-	for _, d := range testdb.Dialects {
-		t.Run(d, func(t *testing.T) {
-			db, dsn := openDSN(t, d, outbox.Config{})
-			if _, err := db.Exec(`CREATE TABLE kill_effects (message_id TEXT NOT NULL, k TEXT NOT NULL, v BIGINT NOT NULL)`); err != nil {
-				t.Fatal(err)
-			}
-			dir := t.TempDir()
-			received := filepath.Join(dir, "received.log")
+	eachSetup(t, func(t *testing.T, s testdb.Setup) {
+		db := testdb.Open(t, s)
+		if _, err := db.SQL().Exec(`CREATE TABLE kill_effects (message_id TEXT NOT NULL, k TEXT NOT NULL, v BIGINT NOT NULL)`); err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		received := filepath.Join(dir, "received.log")
 
-			var children []*exec.Cmd
-			start := func(id string) *exec.Cmd {
-				cmd := exec.Command(os.Args[0], "-test.run=^TestRelayKillChild$", "-test.count=1", "-test.v")
-				cmd.Env = append(os.Environ(), envKillDialect+"="+d, envKillDSN+"="+dsn, envKillLog+"="+received, envKillID+"="+id)
-				out, err := os.Create(filepath.Join(dir, id+".out"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				cmd.Stdout, cmd.Stderr = out, out
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				children = append(children, cmd)
-				return cmd
-			}
-			t.Cleanup(func() {
-				for _, c := range children {
-					_ = c.Process.Kill()
-				}
-				if t.Failed() {
-					for _, c := range children {
-						id := strings.TrimPrefix(c.Env[len(c.Env)-1], envKillID+"=")
-						b, _ := os.ReadFile(filepath.Join(dir, id+".out"))
-						t.Logf("output of %s:\n%s", id, b)
-					}
-				}
-			})
-			effects := func() int { return countRows(t, db, "SELECT COUNT(*) FROM kill_effects") }
-
-			// Two relay processes split the partitions, then share the work;
-			// one is killed mid-drain.
-			victim := start("relay-a")
-			survivor := start("relay-b")
-			eventually(t, 30*time.Second, "two relay processes to hold 32 partitions each", func() bool {
-				return countRows(t, db, "SELECT COUNT(*) FROM keel_outbox_leases WHERE owner = 'relay-a'") == 32 &&
-					countRows(t, db, "SELECT COUNT(*) FROM keel_outbox_leases WHERE owner = 'relay-b'") == 32
-			})
-			// One transaction, so the drain starts from a full outbox.
-			var msgs []outbox.Message
-			for v := 1; v <= killPerKey; v++ {
-				for k := 0; k < killKeys; k++ {
-					msgs = append(msgs, outbox.Message{Name: "kill", Key: keyName(k), AggregateVersion: int64(v), Payload: []byte{}})
-				}
-			}
-			if err := newOutbox(t, db, outbox.Config{}).Enqueue(context.Background(), msgs...); err != nil {
-				t.Fatal(err)
-			}
-			eventually(t, 120*time.Second, "3,000 effects before the kill", func() bool { return effects() >= 3000 })
-			if err := victim.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			_ = victim.Wait()
-			atKill := effects()
-			if atKill >= len(msgs) {
-				t.Fatalf("all %d messages were applied before the kill; the test did not kill mid-drain", atKill)
-			}
-			t.Logf("killed relay-a with %d of %d messages applied", atKill, len(msgs))
-			restarted := start("relay-a2")
-			for _, c := range []*exec.Cmd{survivor, restarted} {
-				done := make(chan error, 1)
-				go func() { done <- c.Wait() }()
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Fatalf("relay process: %v", err)
-					}
-				case <-time.After(180 * time.Second):
-					t.Fatal("relay process did not finish")
-				}
-			}
-
-			// Every message arrived, first arrivals in order per key, few duplicates.
-			ids := map[string]outbox.Message{}
-			for _, m := range msgs {
-				ids[m.ID] = m
-			}
-			f, err := os.Open(received)
+		var children []*exec.Cmd
+		start := func(id string) *exec.Cmd {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestRelayKillChild$", "-test.count=1", "-test.v")
+			cmd.Env = append(os.Environ(), envKillSetup+"="+s.Name, envKillDSN+"="+db.DSN, envKillLog+"="+received, envKillID+"="+id)
+			out, err := os.Create(filepath.Join(dir, id+".out"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer f.Close()
-			var got []outbox.Message
-			byRelay := map[string]int{}
-			sc := bufio.NewScanner(f)
-			for sc.Scan() {
-				fields := strings.Fields(sc.Text())
-				if len(fields) != 4 {
-					continue // a line torn by the kill
-				}
-				v, err := strconv.ParseInt(fields[1], 10, 64)
-				m, known := ids[fields[2]]
-				if err != nil || !known || m.Key != fields[0] || m.AggregateVersion != v {
-					continue
-				}
-				got = append(got, m)
-				byRelay[fields[3]]++
-			}
-			if err := sc.Err(); err != nil {
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			arrived := map[string]bool{}
-			for _, m := range got {
-				arrived[m.ID] = true
+			children = append(children, cmd)
+			return cmd
+		}
+		t.Cleanup(func() {
+			for _, c := range children {
+				_ = c.Process.Kill()
 			}
-			if len(arrived) != len(msgs) {
-				t.Fatalf("%d of %d messages arrived", len(arrived), len(msgs))
-			}
-			dups := checkOrder(t, got)
-			t.Logf("%d arrivals, %d duplicates; arrivals per relay: %v", len(got), dups, byRelay)
-			if byRelay["relay-a"] == 0 || byRelay["relay-b"] == 0 {
-				t.Fatalf("arrivals per relay %v: both processes should have delivered before the kill", byRelay)
-			}
-			if dups > killBatch {
-				t.Fatalf("%d duplicates; at most one batch (%d) may be redelivered after one crash", dups, killBatch)
-			}
-			// The inbox made the effects exactly once.
-			if n, distinct := effects(), countRows(t, db, "SELECT COUNT(DISTINCT message_id) FROM kill_effects"); n != len(msgs) || distinct != len(msgs) {
-				t.Fatalf("%d effects (%d distinct); want exactly %d", n, distinct, len(msgs))
-			}
-			if n := countRows(t, db, "SELECT COUNT(*) FROM keel_outbox"); n != 0 {
-				t.Fatalf("%d outbox rows left", n)
+			if t.Failed() {
+				for _, c := range children {
+					id := strings.TrimPrefix(c.Env[len(c.Env)-1], envKillID+"=")
+					b, _ := os.ReadFile(filepath.Join(dir, id+".out"))
+					t.Logf("output of %s:\n%s", id, b)
+				}
 			}
 		})
-	}
+		effects := func() int { return testdb.Count(t, db, "SELECT COUNT(*) FROM kill_effects") }
+
+		// Two relay processes split the partitions, then share the work;
+		// one is killed mid-drain.
+		victim := start("relay-a")
+		survivor := start("relay-b")
+		testdb.Eventually(t, 30*time.Second, "two relay processes to hold 32 partitions each", func() bool {
+			return testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox_leases WHERE owner = 'relay-a'") == 32 &&
+				testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox_leases WHERE owner = 'relay-b'") == 32
+		})
+		// One transaction, so the drain starts from a full outbox.
+		var msgs []outbox.Message
+		for v := 1; v <= killPerKey; v++ {
+			for k := 0; k < killKeys; k++ {
+				msgs = append(msgs, outbox.Message{Name: "kill", Key: keyName(k), AggregateVersion: int64(v), Payload: []byte{}})
+			}
+		}
+		if err := newOutbox(t, db.Store).Enqueue(context.Background(), msgs...); err != nil {
+			t.Fatal(err)
+		}
+		// Kill mid-drain, once both relays have delivered.
+		testdb.Eventually(t, 120*time.Second, "3,000 effects, some of them relay-a's, before the kill", func() bool {
+			if effects() < 3000 {
+				return false
+			}
+			b, err := os.ReadFile(received)
+			return err == nil && bytes.Contains(b, []byte(" relay-a\n"))
+		})
+		if err := victim.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = victim.Wait()
+		atKill := effects()
+		if atKill >= len(msgs) {
+			t.Fatalf("all %d messages were applied before the kill; the test did not kill mid-drain", atKill)
+		}
+		t.Logf("killed relay-a with %d of %d messages applied", atKill, len(msgs))
+		restarted := start("relay-a2")
+		for _, c := range []*exec.Cmd{survivor, restarted} {
+			done := make(chan error, 1)
+			go func() { done <- c.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("relay process: %v", err)
+				}
+			case <-time.After(180 * time.Second):
+				t.Fatal("relay process did not finish")
+			}
+		}
+
+		// Every message arrived, first arrivals in order per key, few duplicates.
+		ids := map[string]outbox.Message{}
+		for _, m := range msgs {
+			ids[m.ID] = m
+		}
+		f, err := os.Open(received)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var got []outbox.Message
+		byRelay := map[string]int{}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) != 4 {
+				continue // a line torn by the kill
+			}
+			v, err := strconv.ParseInt(fields[1], 10, 64)
+			m, known := ids[fields[2]]
+			if err != nil || !known || m.Key != fields[0] || m.AggregateVersion != v {
+				continue
+			}
+			got = append(got, m)
+			byRelay[fields[3]]++
+		}
+		if err := sc.Err(); err != nil {
+			t.Fatal(err)
+		}
+		arrived := map[string]bool{}
+		for _, m := range got {
+			arrived[m.ID] = true
+		}
+		if len(arrived) != len(msgs) {
+			t.Fatalf("%d of %d messages arrived", len(arrived), len(msgs))
+		}
+		dups := checkOrder(t, got)
+		t.Logf("%d arrivals, %d duplicates; arrivals per relay: %v", len(got), dups, byRelay)
+		if byRelay["relay-a"] == 0 || byRelay["relay-b"] == 0 {
+			t.Fatalf("arrivals per relay %v: both processes should have delivered before the kill", byRelay)
+		}
+		if dups > killBatch {
+			t.Fatalf("%d duplicates; at most one batch (%d) may be redelivered after one crash", dups, killBatch)
+		}
+		// The inbox made the effects exactly once.
+		if n, distinct := effects(), testdb.Count(t, db, "SELECT COUNT(DISTINCT message_id) FROM kill_effects"); n != len(msgs) || distinct != len(msgs) {
+			t.Fatalf("%d effects (%d distinct); want exactly %d", n, distinct, len(msgs))
+		}
+		if n := testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox"); n != 0 {
+			t.Fatalf("%d outbox rows left", n)
+		}
+	})
 }
 
 // TestRelayKillChild is the relay process of TestRelayKill; it skips unless
 // started by it. It runs a relay until every message has taken effect and
 // the outbox is empty.
 func TestRelayKillChild(t *testing.T) {
-	d := os.Getenv(envKillDialect)
-	if d == "" {
+	name := os.Getenv(envKillSetup)
+	if name == "" {
 		t.Skip("child process of TestRelayKill")
 	}
-	dsn := os.Getenv(envKillDSN)
-	db := openExisting(t, d, dsn)
+	s, err := testdb.SetupNamed(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := testdb.Reopen(t, s, os.Getenv(envKillDSN)) // on PostgreSQL, with the setup's Listener
 	logFile, err := os.OpenFile(os.Getenv(envKillLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	c := &killConsumer{db: db, postgres: d == "postgres", log: logFile, id: os.Getenv(envKillID)}
+	c := &killConsumer{db: db, log: logFile, id: os.Getenv(envKillID)}
 	cfg := outbox.RelayConfig{
-		ID: os.Getenv(envKillID), BatchSize: killBatch, LeaseDuration: 2 * time.Second,
+		// Polling at least every 50ms: on SQLite nothing wakes a relay in
+		// another process, and both should take part before the kill.
+		ID: os.Getenv(envKillID), BatchSize: killBatch, LeaseDuration: 4 * time.Second, MaxPollInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
-	if c.postgres {
-		cfg.ListenDSN = dsn
-	}
-	r, err := outbox.NewRelay(db, c, cfg)
+	r, err := outbox.NewRelay(db.Store, c, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,10 +214,10 @@ func TestRelayKillChild(t *testing.T) {
 		for ctx.Err() == nil {
 			time.Sleep(50 * time.Millisecond)
 			var applied int
-			if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM kill_effects").Scan(&applied); err != nil || applied < killKeys*killPerKey {
+			if err := db.SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM kill_effects").Scan(&applied); err != nil || applied < killKeys*killPerKey {
 				continue
 			}
-			if s, err := r.Stats(ctx); err == nil && s.Pending == 0 {
+			if s, err := r.Outbox().Stats(ctx); err == nil && s.Pending == 0 {
 				cancel()
 			}
 		}
@@ -226,10 +231,9 @@ func TestRelayKillChild(t *testing.T) {
 // append-only file, then applies each message at most once, deduplicating
 // with the inbox in the same transaction as the effect.
 type killConsumer struct {
-	db       *sql.DB
-	postgres bool
-	log      *os.File
-	id       string // the relay's, written with each arrival
+	db  testdb.DB
+	log *os.File
+	id  string // the relay's, written with each arrival
 }
 
 func (c *killConsumer) Publish(ctx context.Context, batch []outbox.Message) error {
@@ -246,19 +250,19 @@ func (c *killConsumer) Publish(ctx context.Context, batch []outbox.Message) erro
 		return err
 	}
 	time.Sleep(15 * time.Millisecond) // a broker's latency, so the kill lands mid-drain
-	tx, err := c.db.BeginTx(ctx, nil)
+	d := c.db.Dialect()
+	tx, err := c.db.SQL().BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
 	var rows *sql.Rows
-	if c.postgres {
+	if c.db.Setup.IsPostgres() {
 		rows, err = tx.QueryContext(ctx, `INSERT INTO keel_inbox (handler, message_id, processed_at)
-SELECT 'kill', id, now() FROM unnest($1::text[]) AS id ON CONFLICT DO NOTHING RETURNING message_id`, pq.StringArray(ids))
+SELECT 'kill', id, now() FROM unnest($1::text[]) AS id ON CONFLICT DO NOTHING RETURNING message_id`, d.Strings(ids))
 	} else {
-		js, _ := json.Marshal(ids)
 		rows, err = tx.QueryContext(ctx, `INSERT INTO keel_inbox (handler, message_id, processed_at)
-SELECT 'kill', value, 0 FROM json_each(?) WHERE true ON CONFLICT DO NOTHING RETURNING message_id`, string(js))
+SELECT 'kill', value, 0 FROM json_each(?) WHERE true ON CONFLICT DO NOTHING RETURNING message_id`, d.Strings(ids))
 	}
 	if err != nil {
 		return err
@@ -280,9 +284,9 @@ SELECT 'kill', value, 0 FROM json_each(?) WHERE true ON CONFLICT DO NOTHING RETU
 		for i, m := range fresh {
 			fids[i], ks[i], vs[i] = m.ID, m.Key, m.AggregateVersion
 		}
-		if c.postgres {
+		if c.db.Setup.IsPostgres() {
 			_, err = tx.ExecContext(ctx, `INSERT INTO kill_effects (message_id, k, v) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])`,
-				pq.StringArray(fids), pq.StringArray(ks), pq.Int64Array(vs))
+				d.Strings(fids), d.Strings(ks), d.Int64s(vs))
 		} else {
 			rowsJSON := make([][3]any, len(fresh))
 			for i := range fresh {

@@ -2,7 +2,6 @@ package outbox_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"log/slog"
 	"strings"
@@ -10,14 +9,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/keel-go/keel/internal/dialect"
 	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
 )
 
 func TestRelayDeliversInOrder(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	each(t, func(t *testing.T, db testdb.DB) {
 		ctx := context.Background()
-		ob := newOutbox(t, db, outbox.Config{})
+		ob := newOutbox(t, db.Store)
 		msgs := fill(t, ob, 50, 40)
 		special := outbox.Message{
 			Name: "invoice.paid", Topic: "billing", Key: "special", AggregateType: "Invoice", AggregateID: "inv-1",
@@ -32,7 +36,7 @@ func TestRelayDeliversInOrder(t *testing.T) {
 		var mu sync.Mutex
 		var reports []outbox.BatchReport
 		rec := &recorder{}
-		r := newRelay(t, db, rec, outbox.RelayConfig{BatchSize: 300, Observer: outbox.ObserverFunc(func(b outbox.BatchReport) {
+		r := newRelay(t, db.Store, rec, outbox.RelayConfig{BatchSize: 300, Observer: outbox.ObserverFunc(func(b outbox.BatchReport) {
 			mu.Lock()
 			reports = append(reports, b)
 			mu.Unlock()
@@ -48,13 +52,13 @@ func TestRelayDeliversInOrder(t *testing.T) {
 		if dups := checkOrder(t, rec.messages()); dups != 0 {
 			t.Fatalf("%d duplicates in normal operation", dups)
 		}
-		if left := countRows(t, db, "SELECT COUNT(*) FROM keel_outbox"); left != 0 {
+		if left := testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox"); left != 0 {
 			t.Fatalf("%d rows left after delivery without retention", left)
 		}
 		// Batches are bounded by BatchSize, and the observer saw them all.
 		delivered := 0
 		for _, b := range reports {
-			if b.Claimed > 300 || b.Delivered != b.Claimed || b.Failed+b.Parked+b.Held != 0 {
+			if b.Claimed > 300 || b.Delivered != b.Claimed || b.Failed+b.Parked+b.Held+b.Unrecorded != 0 {
 				t.Errorf("batch report %+v", b)
 			}
 			delivered += b.Delivered
@@ -69,95 +73,76 @@ func TestRelayDeliversInOrder(t *testing.T) {
 				got = m
 			}
 		}
-		if got.ID != special.ID || got.Name != special.Name || got.Topic != "billing" || got.AggregateType != "Invoice" ||
-			got.AggregateID != "inv-1" || got.AggregateVersion != 1 || string(got.Payload) != `{"amount":5}` ||
-			got.Headers["traceparent"] != "00-abc" || got.CorrelationID != "corr" || got.CausationID != "cause" ||
-			!got.OccurredAt.Equal(special.OccurredAt) || got.Seq == 0 || got.Attempts != 0 ||
-			time.Since(got.EnqueuedAt) > time.Minute {
-			t.Fatalf("round trip:\n got %+v\nwant %+v", got, special)
+		if diff := cmp.Diff(special, got, cmpopts.IgnoreFields(outbox.Message{}, "Seq", "EnqueuedAt")); diff != "" {
+			t.Errorf("round trip (-enqueued +delivered):\n%s", diff)
+		}
+		if got.Seq == 0 || time.Since(got.EnqueuedAt) > time.Minute {
+			t.Errorf("relay-set fields: Seq %d, EnqueuedAt %v", got.Seq, got.EnqueuedAt)
 		}
 		// The relay handed its leases back.
-		if held := countRows(t, db, "SELECT COUNT(*) FROM keel_outbox_leases WHERE owner <> ''"); held != 0 {
+		if held := testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox_leases WHERE owner <> ''"); held != 0 {
 			t.Fatalf("%d leases still held after Drain", held)
 		}
 	})
 }
 
 func TestRelayRetentionAndCleanup(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	each(t, func(t *testing.T, db testdb.DB) {
 		ctx := context.Background()
-		ob := newOutbox(t, db, outbox.Config{})
+		ob := newOutbox(t, db.Store)
 		fill(t, ob, 10, 250)
 		rec := &recorder{}
-		r := newRelay(t, db, rec, outbox.RelayConfig{Retention: time.Hour, CleanupBatch: 300})
+		r := newRelay(t, db.Store, rec, outbox.RelayConfig{Retention: time.Hour})
 		if n, err := r.Drain(ctx); err != nil || n != 2500 {
 			t.Fatalf("Drain = %d, %v", n, err)
 		}
-		if kept := countRows(t, db, "SELECT COUNT(*) FROM keel_outbox WHERE state = 1 AND delivered_at IS NOT NULL"); kept != 2500 {
+		if kept := testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox WHERE state = 1 AND delivered_at IS NOT NULL"); kept != 2500 {
 			t.Fatalf("%d delivered rows kept, want 2500", kept)
 		}
 		// Nothing is old enough yet.
-		if n, err := r.Cleanup(ctx); err != nil || n != 0 {
+		if n, err := ob.Cleanup(ctx, time.Hour, 300); err != nil || n != 0 {
 			t.Fatalf("Cleanup = %d, %v; want 0", n, err)
 		}
 		// Age 1,700 of them past the retention: only those go, over several bounded statements.
-		old := time.Now().Add(-2 * time.Hour)
-		oldArg := any(old.UnixMicro())
-		if strings.Contains(ob.Dialect(), "postgres") {
-			oldArg = old
-		}
-		res, err := db.Exec(rebind(ob, "UPDATE keel_outbox SET delivered_at = ? WHERE seq IN (SELECT seq FROM keel_outbox ORDER BY seq LIMIT 1700)"), oldArg)
+		res, err := db.SQL().Exec(db.Dialect().Rebind("UPDATE keel_outbox SET delivered_at = ? WHERE seq IN (SELECT seq FROM keel_outbox ORDER BY seq LIMIT 1700)"),
+			db.Dialect().Time(time.Now().Add(-2*time.Hour)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n, _ := res.RowsAffected(); n != 1700 {
 			t.Fatalf("aged %d rows", n)
 		}
-		if n, err := r.Cleanup(ctx); err != nil || n != 1700 {
+		if n, err := ob.Cleanup(ctx, time.Hour, 300); err != nil || n != 1700 {
 			t.Fatalf("Cleanup = %d, %v; want 1700", n, err)
 		}
-		if kept := countRows(t, db, "SELECT COUNT(*) FROM keel_outbox"); kept != 800 {
+		if kept := testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox"); kept != 800 {
 			t.Fatalf("%d rows left, want 800", kept)
 		}
 		// A running relay cleans up by itself.
-		r2 := newRelay(t, db, rec, outbox.RelayConfig{Retention: 20 * time.Millisecond, CleanupInterval: 20 * time.Millisecond})
+		r2 := newRelay(t, db.Store, rec, outbox.RelayConfig{Retention: 20 * time.Millisecond, CleanupInterval: 20 * time.Millisecond})
 		runRelay(t, r2)
-		eventually(t, 10*time.Second, "the cleaner to empty the table", func() bool {
-			return countRows(t, db, "SELECT COUNT(*) FROM keel_outbox") == 0
+		testdb.Eventually(t, 10*time.Second, "the cleaner to empty the table", func() bool {
+			return testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox") == 0
 		})
 	})
 }
 
-func rebind(ob *outbox.Outbox, q string) string {
-	if ob.Dialect() != "postgres" {
-		return q
-	}
-	var b strings.Builder
-	n := 0
-	for _, c := range q {
-		if c == '?' {
-			n++
-			b.WriteString("$" + string(rune('0'+n)))
-			continue
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
 func TestRelayStats(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	each(t, func(t *testing.T, db testdb.DB) {
 		ctx := context.Background()
-		ob := newOutbox(t, db, outbox.Config{})
+		ob := newOutbox(t, db.Store)
 		rec := &recorder{}
-		r := newRelay(t, db, rec, outbox.RelayConfig{MaxAttempts: 5, RetryBackoff: time.Hour})
-		s, err := r.Stats(ctx)
+		r := newRelay(t, db.Store, rec, outbox.RelayConfig{MaxAttempts: 5, RetryBackoff: time.Hour})
+		if r.Outbox() == nil || r.Outbox().Store() != db.Store {
+			t.Fatal("Relay.Outbox is not the outbox of the relay's store")
+		}
+		s, err := r.Outbox().Stats(ctx)
 		if err != nil || s != (outbox.Stats{}) {
 			t.Fatalf("empty Stats = %+v, %v", s, err)
 		}
 		fill(t, ob, 4, 3)
-		time.Sleep(20 * time.Millisecond)
-		s, err = r.Stats(ctx)
+		time.Sleep(20 * time.Millisecond) // let the rows age
+		s, err = ob.Stats(ctx)
 		if err != nil || s.Pending != 12 || s.Retrying != 0 || s.Parked != 0 || s.OldestPending < 20*time.Millisecond || s.OldestPending > time.Minute {
 			t.Fatalf("Stats = %+v, %v; want 12 pending, aged at least 20ms", s, err)
 		}
@@ -174,167 +159,196 @@ func TestRelayStats(t *testing.T) {
 		if n, err := r.Drain(ctx); err != nil || n != 6 {
 			t.Fatalf("Drain = %d, %v; want 6", n, err)
 		}
-		s, err = r.Stats(ctx)
+		s, err = ob.Stats(ctx)
 		// Pending: key-000 v2,v3 (held) and key-001 v1..v3; one of them retrying.
 		if err != nil || s.Pending != 5 || s.Retrying != 1 || s.Parked != 1 || s.OldestPending == 0 {
 			t.Fatalf("Stats = %+v, %v; want 5 pending, 1 retrying, 1 parked", s, err)
 		}
 		// While running, the only relay holds every partition.
+		if n := r.Partitions(); n != 0 {
+			t.Fatalf("a relay that is not running holds %d partitions", n)
+		}
 		runRelay(t, r)
-		eventually(t, 5*time.Second, "the relay to hold all partitions", func() bool {
-			s, err := r.Stats(ctx)
-			return err == nil && s.Partitions == outbox.Partitions
-		})
+		holdsAll(t, r)
 	})
 }
 
+// TestRelayNotifyWakesIdleRelay checks that Store.Notify wakes an idle
+// relay of the store at once, and that Outbox.Enqueue notifies by itself.
 func TestRelayNotifyWakesIdleRelay(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, db *sql.DB) {
+	eachSetup(t, func(t *testing.T, s testdb.Setup) {
 		ctx := context.Background()
-		ob := newOutbox(t, db, outbox.Config{DisableNotify: true})
+		// No Listener and no notification with the INSERT: only this
+		// process's wake-ups reach the relay.
+		db := testdb.Open(t, s, quietOptions(store.Options{DisableNotify: true}))
+		ob := newOutbox(t, db.Store)
 		rec := &recorder{}
 		// Polling so slow that only a wake-up can explain a prompt delivery.
-		r := newRelay(t, db, rec, outbox.RelayConfig{MinPollInterval: time.Hour, MaxPollInterval: time.Hour})
+		r := newRelay(t, db.Store, rec, outbox.RelayConfig{MinPollInterval: time.Hour, MaxPollInterval: time.Hour})
 		runRelay(t, r)
-		eventually(t, 5*time.Second, "the relay to hold its partitions", func() bool {
-			s, _ := r.Stats(ctx)
-			return s.Partitions == outbox.Partitions
-		})
-		time.Sleep(50 * time.Millisecond) // let the first poll pass
-		if err := ob.Enqueue(ctx, outbox.Message{Name: "a", Key: "k", Payload: []byte{}}); err != nil {
+		holdsAll(t, r)
+		if err := ob.Enqueue(ctx, outbox.Message{Name: "probe", Key: "k", Payload: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+		testdb.Eventually(t, 5*time.Second, "delivery after Enqueue", func() bool { return rec.count() == 1 })
+		time.Sleep(100 * time.Millisecond) // let the polls of the start and of that wake-up pass
+		// Written in a transaction of the test's own: nothing wakes the relay.
+		tx, err := db.SQL().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ob.EnqueueTx(ctx, tx, outbox.Message{Name: "a", Key: "k", Payload: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(200 * time.Millisecond)
-		if n := rec.count(); n != 0 {
-			t.Fatalf("delivered %d without a wake-up; the poll interval should have kept the relay asleep", n)
+		if n := rec.count(); n != 1 {
+			t.Fatalf("delivered %d without a wake-up; the poll interval should have kept the relay asleep", n-1)
 		}
 		start := time.Now()
-		r.Notify()
-		eventually(t, 2*time.Second, "delivery after Notify", func() bool { return rec.count() == 1 })
+		db.Notify()
+		testdb.Eventually(t, 2*time.Second, "delivery after Notify", func() bool { return rec.count() == 2 })
 		if d := time.Since(start); d > time.Second {
 			t.Fatalf("Notify took %v to deliver", d)
 		}
 	})
 }
 
+// TestRelayListenNotifyAcrossConnections checks that a commit through
+// another handle, as another process would make, wakes a relay whose store
+// has a Listener, and that DisableNotify leaves it asleep.
 func TestRelayListenNotifyAcrossConnections(t *testing.T) {
-	prefix := "ln" + randomSuffix() + "_"
-	db, dsn := openDSN(t, "postgres", outbox.Config{TablePrefix: prefix})
-	ctx := context.Background()
-	rec := &recorder{}
-	r := newRelay(t, db, rec, outbox.RelayConfig{
-		TablePrefix: prefix, ListenDSN: dsn, MinPollInterval: time.Hour, MaxPollInterval: time.Hour,
+	eachPostgres(t, func(t *testing.T, s testdb.Setup) {
+		ctx := context.Background()
+		prefix := "ln" + randomSuffix() + "_"
+		other := testdb.Open(t, s, quietOptions(store.Options{TablePrefix: prefix}))
+		relayDB, ready := openListening(t, s, other.DSN, store.Options{TablePrefix: prefix})
+		rec := &recorder{}
+		r := newRelay(t, relayDB.Store, rec, outbox.RelayConfig{MinPollInterval: time.Hour, MaxPollInterval: time.Hour})
+		runRelay(t, r)
+		waitReady(t, ready)
+		holdsAll(t, r)
+		time.Sleep(50 * time.Millisecond) // let the first polls pass
+		// Only the notification can wake the relay: Enqueue through the
+		// other handle wakes that store's relays, of which there are none.
+		ob := newOutbox(t, other.Store)
+		start := time.Now()
+		if err := ob.Enqueue(ctx, outbox.Message{Name: "a", Key: "k", Payload: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+		testdb.Eventually(t, 5*time.Second, "delivery woken by NOTIFY", func() bool { return rec.count() == 1 })
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("NOTIFY took %v to deliver", d)
+		}
+		// With notifications disabled the relay stays asleep.
+		silent, err := store.Open(other.SQL(), other.Dialect(), quietOptions(store.Options{TablePrefix: prefix, DisableNotify: true}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := newOutbox(t, silent).Enqueue(ctx, outbox.Message{Name: "b", Key: "k", Payload: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if n := rec.count(); n != 1 {
+			t.Fatalf("delivered %d; a relay not notified should not have polled yet", n)
+		}
 	})
-	runRelay(t, r)
-	select {
-	case <-outbox.Listening(r):
-	case <-time.After(10 * time.Second):
-		t.Fatal("listener never started")
-	}
-	time.Sleep(50 * time.Millisecond) // let the first poll pass
-	// Another handle, as another process would have: only NOTIFY can wake the relay.
-	other := openExisting(t, "postgres", dsn)
-	ob := newOutbox(t, other, outbox.Config{TablePrefix: prefix})
-	start := time.Now()
-	if err := ob.Enqueue(ctx, outbox.Message{Name: "a", Key: "k", Payload: []byte{}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "delivery woken by NOTIFY", func() bool { return rec.count() == 1 })
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("NOTIFY took %v to deliver", d)
-	}
-	// With notifications disabled the relay stays asleep.
-	quietOb := newOutbox(t, other, outbox.Config{TablePrefix: prefix, DisableNotify: true})
-	if err := quietOb.Enqueue(ctx, outbox.Message{Name: "b", Key: "k", Payload: []byte{}}); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond)
-	if n := rec.count(); n != 1 {
-		t.Fatalf("delivered %d; a relay not notified should not have polled yet", n)
-	}
 }
 
 func TestEnqueueNotifiesOncePerCall(t *testing.T) {
-	prefix := "nt" + randomSuffix() + "_"
-	db, dsn := openDSN(t, "postgres", outbox.Config{TablePrefix: prefix})
-	got := make(chan string, 100)
-	l := newPQListener(t, dsn, prefix+"outbox", got)
-	defer l()
-	ob := newOutbox(t, db, outbox.Config{TablePrefix: prefix})
-	// 2,500 messages in one call: three INSERT statements, one notification.
-	msgs := make([]outbox.Message, 2500)
-	for i := range msgs {
-		msgs[i] = outbox.Message{Name: "a", Key: keyName(i % 7), Payload: []byte{}}
-	}
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ob.EnqueueTx(context.Background(), tx, msgs...); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-got:
-		t.Fatal("notification delivered before commit")
-	case <-time.After(100 * time.Millisecond):
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-got:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no notification after commit")
-	}
-	select {
-	case ch := <-got:
-		t.Fatalf("second notification on %s for one EnqueueTx call", ch)
-	case <-time.After(300 * time.Millisecond):
-	}
+	eachPostgres(t, func(t *testing.T, s testdb.Setup) {
+		prefix := "nt" + randomSuffix() + "_"
+		db := testdb.Open(t, s, quietOptions(store.Options{TablePrefix: prefix}))
+		// The setup's own Listener, on a handle of its own, counts the
+		// notifications; its first call says it is listening.
+		l := &readyListener{Listener: testdb.Listener(s, testdb.OpenSQL(t, s, db.DSN), db.DSN), ready: make(chan struct{})}
+		got := make(chan struct{}, 100)
+		ctx, cancel := context.WithCancel(context.Background())
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			_ = l.Listen(ctx, dialect.Channel(prefix), func() { got <- struct{}{} })
+		}()
+		defer func() { cancel(); <-stopped }()
+		waitReady(t, l.ready)
+		<-got // the call that said it was listening
+		ob := newOutbox(t, db.Store)
+		// 2,500 messages in one call: three INSERT statements, one notification.
+		msgs := make([]outbox.Message, 2500)
+		for i := range msgs {
+			msgs[i] = outbox.Message{Name: "a", Key: keyName(i % 7), Payload: []byte{}}
+		}
+		tx, err := db.SQL().Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ob.EnqueueTx(context.Background(), tx, msgs...); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+			t.Fatal("notification delivered before commit")
+		case <-time.After(100 * time.Millisecond):
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no notification after commit")
+		}
+		select {
+		case <-got:
+			t.Fatal("second notification for one EnqueueTx call")
+		case <-time.After(300 * time.Millisecond):
+		}
+	})
 }
 
 func TestRelayLateCommit(t *testing.T) {
-	for _, d := range testdb.Dialects {
-		t.Run(d, func(t *testing.T) {
-			if d == "sqlite" {
-				t.Skip("SQLite has one writer at a time: a transaction holding a lower seq blocks later writers until it commits, so rows cannot commit out of seq order")
-			}
-			ctx := context.Background()
-			db := testdb.Open(t, d)
-			ob := newOutbox(t, db, outbox.Config{})
-			rec := &recorder{}
-			r := newRelay(t, db, rec, outbox.RelayConfig{})
+	eachSetup(t, func(t *testing.T, s testdb.Setup) {
+		if !s.IsPostgres() {
+			t.Skip("SQLite has one writer at a time: a transaction holding a lower seq blocks later writers until it commits, so rows cannot commit out of seq order")
+		}
+		ctx := context.Background()
+		db := testdb.Open(t, s)
+		ob := newOutbox(t, db.Store)
+		rec := &recorder{}
+		r := newRelay(t, db.Store, rec, outbox.RelayConfig{})
 
-			txA, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = txA.Rollback() }()
-			if err := ob.EnqueueTx(ctx, txA, outbox.Message{Name: "late", Key: "a", Payload: []byte{}}); err != nil {
-				t.Fatal(err)
-			}
-			if err := ob.Enqueue(ctx, outbox.Message{Name: "early", Key: "b", Payload: []byte{}}, outbox.Message{Name: "early2", Key: "c", Payload: []byte{}}); err != nil {
-				t.Fatal(err)
-			}
-			if n, err := r.Drain(ctx); err != nil || n != 2 {
-				t.Fatalf("first Drain = %d, %v; want B's 2 rows", n, err)
-			}
-			if err := txA.Commit(); err != nil {
-				t.Fatal(err)
-			}
-			if n, err := r.Drain(ctx); err != nil || n != 1 {
-				t.Fatalf("second Drain = %d, %v; want A's row", n, err)
-			}
-			got := rec.messages()
-			if len(got) != 3 || got[2].Name != "late" || got[2].Seq >= got[0].Seq {
-				t.Fatalf("got %v; want the late row, with the lowest seq, delivered last", got)
-			}
-		})
-	}
+		txA, err := db.SQL().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = txA.Rollback() }()
+		if err := ob.EnqueueTx(ctx, txA, outbox.Message{Name: "late", Key: "a", Payload: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ob.Enqueue(ctx, outbox.Message{Name: "early", Key: "b", Payload: []byte{}}, outbox.Message{Name: "early2", Key: "c", Payload: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := r.Drain(ctx); err != nil || n != 2 {
+			t.Fatalf("first Drain = %d, %v; want B's 2 rows", n, err)
+		}
+		if err := txA.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := r.Drain(ctx); err != nil || n != 1 {
+			t.Fatalf("second Drain = %d, %v; want A's row", n, err)
+		}
+		got := rec.messages()
+		if len(got) != 3 || got[2].Name != "late" || got[2].Seq >= got[0].Seq {
+			t.Fatalf("got %v; want the late row, with the lowest seq, delivered last", got)
+		}
+	})
 }
 
 func TestRelayConfigErrors(t *testing.T) {
-	db := testdb.Open(t, "sqlite")
+	t.Parallel()
+	db := testdb.Open(t, testdb.SQLiteModernc)
 	pub := &recorder{}
 	for _, tc := range []struct {
 		cfg   outbox.RelayConfig
@@ -351,105 +365,112 @@ func TestRelayConfigErrors(t *testing.T) {
 		{outbox.RelayConfig{MinPollInterval: time.Second, MaxPollInterval: time.Millisecond}, "MaxPollInterval"},
 		{outbox.RelayConfig{CleanupBatch: -5}, "CleanupBatch"},
 	} {
-		_, err := outbox.NewRelay(db, pub, tc.cfg)
-		if !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
+		_, err := outbox.NewRelay(db.Store, pub, tc.cfg)
+		if !errors.Is(err, store.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%+v: err = %v; want ErrInvalidConfig naming %s", tc.cfg, err, tc.field)
 		}
 	}
-	if _, err := outbox.NewRelay(nil, pub, outbox.RelayConfig{}); !errors.Is(err, outbox.ErrInvalidConfig) {
-		t.Errorf("nil db: %v", err)
+	if _, err := outbox.NewRelay(nil, pub, outbox.RelayConfig{}); !errors.Is(err, store.ErrInvalidConfig) {
+		t.Errorf("nil store: %v", err)
 	}
-	if _, err := outbox.NewRelay(db, nil, outbox.RelayConfig{}); !errors.Is(err, outbox.ErrInvalidConfig) {
+	if _, err := outbox.NewRelay(db.Store, nil, outbox.RelayConfig{}); !errors.Is(err, store.ErrInvalidConfig) {
 		t.Errorf("nil publisher: %v", err)
 	}
-	if _, err := outbox.NewRelay(db, pub, outbox.RelayConfig{TablePrefix: "bad-prefix"}); !errors.Is(err, outbox.ErrBadIdentifier) {
+	// The table prefix is the store's, checked once where it is set.
+	if _, err := store.Open(db.SQL(), db.Dialect(), store.Options{TablePrefix: "bad-prefix"}); !errors.Is(err, store.ErrBadIdentifier) {
 		t.Errorf("bad prefix: %v", err)
 	}
-	if _, err := outbox.NewRelay(db, pub, outbox.RelayConfig{}); err != nil {
+	if _, err := outbox.NewRelay(db.Store, pub, outbox.RelayConfig{}); err != nil {
 		t.Errorf("zero config: %v", err)
 	}
 }
 
+// TestRelayNotMigrated checks that every operation on a database without
+// keel's tables fails with store.ErrNotMigrated, and that Run says so in
+// its log as well as in its error.
 func TestRelayNotMigrated(t *testing.T) {
-	for _, d := range testdb.Dialects {
-		t.Run(d, func(t *testing.T) {
-			ctx := context.Background()
-			db := testdb.OpenEmpty(t, d)
-			r := newRelay(t, db, &recorder{}, outbox.RelayConfig{})
-			if _, err := r.Drain(ctx); !errors.Is(err, outbox.ErrNotMigrated) {
-				t.Errorf("Drain: %v", err)
-			}
-			runCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			if err := r.Run(runCtx); !errors.Is(err, outbox.ErrNotMigrated) {
-				t.Errorf("Run: %v", err)
-			}
-			if _, err := r.Stats(ctx); !errors.Is(err, outbox.ErrNotMigrated) {
-				t.Errorf("Stats: %v", err)
-			}
-			if _, err := r.Parked(ctx, outbox.ParkedQuery{}); !errors.Is(err, outbox.ErrNotMigrated) {
-				t.Errorf("Parked: %v", err)
-			}
-			if _, err := r.Cleanup(ctx); !errors.Is(err, outbox.ErrNotMigrated) {
-				t.Errorf("Cleanup: %v", err)
-			}
-		})
-	}
+	eachSetup(t, func(t *testing.T, s testdb.Setup) {
+		ctx := context.Background()
+		db := testdb.OpenEmpty(t, s)
+		logs := newLogRecorder()
+		r := newRelay(t, db.Store, &recorder{}, outbox.RelayConfig{Logger: logs.logger()})
+		if _, err := r.Drain(ctx); !errors.Is(err, store.ErrNotMigrated) {
+			t.Errorf("Drain: %v", err)
+		}
+		runCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		err := r.Run(runCtx)
+		if !errors.Is(err, store.ErrNotMigrated) {
+			t.Errorf("Run: %v", err)
+		}
+		if stopped := logs.find(slog.LevelError, "relay stopped"); len(stopped) != 1 || err == nil || stopped[0].Attrs["err"] != err.Error() {
+			t.Errorf("Run returned %v and logged, at Error level:\n%s", err, logs)
+		}
+		ob := r.Outbox()
+		if _, err := ob.Stats(ctx); !errors.Is(err, store.ErrNotMigrated) {
+			t.Errorf("Stats: %v", err)
+		}
+		if _, err := ob.Parked(ctx, outbox.ParkedQuery{}); !errors.Is(err, store.ErrNotMigrated) {
+			t.Errorf("Parked: %v", err)
+		}
+		if _, err := ob.Cleanup(ctx, time.Hour, 0); !errors.Is(err, store.ErrNotMigrated) {
+			t.Errorf("Cleanup: %v", err)
+		}
+	})
 }
 
 func TestRelayRunTwice(t *testing.T) {
-	db := testdb.Open(t, "sqlite")
-	r := newRelay(t, db, &recorder{}, outbox.RelayConfig{})
-	stop := runRelay(t, r)
-	eventually(t, 5*time.Second, "Run to start", func() bool {
-		s, _ := r.Stats(context.Background())
-		return s.Partitions > 0
-	})
+	t.Parallel()
+	db := testdb.Open(t, testdb.SQLiteModernc)
+	r := newRelay(t, db.Store, &recorder{}, outbox.RelayConfig{})
+	run := runRelay(t, r)
+	testdb.Eventually(t, 5*time.Second, "Run to start", func() bool { return r.Partitions() > 0 })
 	if _, err := r.Drain(context.Background()); err == nil {
 		t.Fatal("Drain ran alongside Run")
 	}
-	if err := stop(); err != nil {
+	if err := r.Run(context.Background()); err == nil {
+		t.Fatal("a second Run ran alongside the first")
+	}
+	if err := run.Stop(); err != nil {
 		t.Fatalf("Run returned %v after cancel; want nil", err)
 	}
-	if held := countRows(t, db, "SELECT COUNT(*) FROM keel_outbox_leases WHERE owner <> ''"); held != 0 {
+	if held := testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox_leases WHERE owner <> ''"); held != 0 {
 		t.Fatalf("%d leases held after Run returned", held)
 	}
-	if n := countRows(t, db, "SELECT COUNT(*) FROM keel_outbox_relays"); n != 0 {
+	if n := testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox_relays"); n != 0 {
 		t.Fatalf("%d relays registered after Run returned", n)
 	}
 }
 
-// logBuffer is an io.Writer safe for the relay's goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func TestRelayWithoutListenDSNSaysItPolls(t *testing.T) {
-	db := testdb.Open(t, "postgres")
-	var logs logBuffer
-	r := newRelay(t, db, &recorder{}, outbox.RelayConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	stop := runRelay(t, r)
-	eventually(t, 5*time.Second, "the relay to start", func() bool {
-		s, _ := r.Stats(context.Background())
-		return s.Partitions > 0
+// TestRelayWithoutListenerSaysItPolls checks that a PostgreSQL relay whose
+// store has no Listener says, once, that commits in other processes reach
+// it only by polling and how to fix that; with a Listener it says nothing
+// of the kind.
+func TestRelayWithoutListenerSaysItPolls(t *testing.T) {
+	eachPostgres(t, func(t *testing.T, s testdb.Setup) {
+		for _, listen := range []bool{false, true} {
+			opts := quietOptions(store.Options{})
+			db := testdb.Open(t, s, opts)
+			if listen {
+				db = testdb.Reopen(t, s, db.DSN) // the default: with the setup's Listener
+			}
+			logs := newLogRecorder()
+			r := newRelay(t, db.Store, &recorder{}, outbox.RelayConfig{Logger: logs.logger()})
+			run := runRelay(t, r)
+			testdb.Eventually(t, 5*time.Second, "the relay to start", func() bool { return r.Partitions() > 0 })
+			if err := run.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			polls := logs.find(slog.LevelInfo, "polls")
+			if len(logs.find(slog.LevelInfo, "acquired partition leases")) == 0 {
+				t.Fatalf("listener %v: logs do not mention the leases:\n%s", listen, logs)
+			}
+			switch {
+			case !listen && (len(polls) != 1 || !strings.Contains(polls[0].Message, "store.Options.Listener")):
+				t.Fatalf("without a Listener, logs do not point to store.Options.Listener once:\n%s", logs)
+			case listen && len(polls) != 0:
+				t.Fatalf("with a Listener, logs say the relay polls:\n%s", logs)
+			}
+		}
 	})
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(logs.String(), "ListenDSN") || !strings.Contains(logs.String(), "acquired partition leases") {
-		t.Fatalf("logs do not mention the polling fallback and the leases:\n%s", logs.String())
-	}
 }
