@@ -10,35 +10,54 @@
 // the messages. The unit of work in package uow calls it for every event an
 // aggregate records, so most applications never call it directly. On
 // PostgreSQL each EnqueueTx call also sends one notification, delivered at
-// commit, that wakes listening relays in any process.
+// commit, that wakes listening relays in any process (unless the store's
+// Options.DisableNotify is set).
 //
 // # Schema
 //
-// Migrate creates every keel table, for SQLite or PostgreSQL, from
-// migrations embedded in the module. Each outbox row carries its own delivery
-// state (pending, delivered, parked), so a row whose transaction commits late
-// is never skipped, which a relay following a moving sequence cursor can do.
-// Each row also carries its partition key and a hash partition of it.
+// keel's tables belong to a store (package store): open it once over the
+// application's *sql.DB with its dialect, create the tables, and hand it to
+// every constructor, so the outbox, its relays and the units of work all
+// agree on the table prefix:
+//
+//	st, err := store.Open(db, postgres.Dialect(), store.Options{
+//		Listener: pgxlisten.New(db), // PostgreSQL: wake on commits in other processes
+//	})
+//	err = st.Migrate(ctx) // or apply st.Migrations with your own tool
+//	ob, err := outbox.New(st)
+//
+// Each outbox row carries its own delivery state (pending, delivered,
+// parked), so a row whose transaction commits late is never skipped, which
+// a relay following a moving sequence cursor can do. Each row also carries
+// its partition key and a hash partition of it.
 //
 // # Relaying
 //
 // A Relay reads committed rows and hands them to a Publisher in batches:
 //
-//	relay, err := outbox.NewRelay(db, publisher, outbox.RelayConfig{
-//		ListenDSN: dsn, // PostgreSQL: wake on commits in other processes
-//	})
+//	relay, err := outbox.NewRelay(st, publisher, outbox.RelayConfig{})
 //	...
 //	go relay.Run(ctx) // until ctx is done; hands its leases back on exit
 //
-// After a commit in the same process, call relay.Notify to deliver at once;
-// the unit of work's after-commit hook does. Otherwise the relay polls,
-// every 10ms while there is work, backing off to once a second while idle.
+// A relay wakes at once after every commit in its process that wrote outbox
+// rows: units of work and Outbox.Enqueue notify the store (Store.Notify)
+// when they commit, so no wiring is needed; after committing a transaction
+// of your own that called EnqueueTx, call st.Notify. On PostgreSQL, a store
+// with a Listener (pgxlisten or pqlisten) also wakes its relays on commits
+// in other processes, which notify the database in the same statement as
+// their INSERT. Otherwise the relay polls, every 10ms while there is work,
+// backing off to once a second while idle.
+//
+// Run checks the schema first and returns an error wrapping
+// store.ErrNotMigrated if it is missing. It returns, logging why at Error
+// level, only for errors no retry can fix (a missing schema, a closed
+// *sql.DB); database errors on the way are logged and retried.
 //
 // Each round claims up to BatchSize (1000) of the oldest pending rows in one
-// statement, publishes them with one Publish call and settles the outcome in
-// at most two more statements: delivered rows are deleted, or, with
+// statement, publishes them with one Publish call and settles the outcome:
+// delivered rows are deleted in a statement of their own, or, with
 // Retention set, marked delivered and deleted later by the cleaner in
-// bounded batches.
+// bounded batches; failures are recorded in one more.
 //
 // # Several relays
 //
@@ -81,13 +100,35 @@
 // last error. Policy chooses what parking does to the key: ParkKey (the
 // default) keeps its later messages waiting until the parked one is
 // requeued, preserving order; SkipMessage lets them go on, leaving a gap.
-// Parked, Requeue and RequeueKey inspect and release parked messages, and
-// Stats reports pending, retrying and parked counts and the oldest pending
-// message's age.
+//
+// If the database refuses to record a failure, the relay retries the
+// failures row by row, logs each one it still cannot record at Error level,
+// counts it in BatchReport.Unrecorded, and leaves that key out of its claims
+// until the message's retry time: the message stays pending, is not sent in
+// a tight loop, and other keys flow on.
+//
+// # Administration
+//
+// Administration needs only the store, no relay and no Publisher:
+// Outbox.Stats reports pending, retrying and parked counts and the oldest
+// pending message's age; Parked lists parked messages with their last
+// error; Requeue and RequeueKey release them (and wake the relays, in other
+// processes too where the dialect can); Cleanup deletes delivered rows kept
+// for retention. A relay's own outbox is Relay.Outbox.
+//
+// # Messages
+//
+// EnqueueTx checks every message before writing any: a Name and a non-nil
+// Payload are required, an ID may be at most 255 bytes and a partition key
+// at most 512 (the indexes that hold them set these limits, on every
+// dialect), and every text field and header must be valid UTF-8. keel stores
+// text as given or not at all: a message that breaks a rule fails the call
+// with an error wrapping ErrInvalidMessage, and nothing of the call is
+// written.
 //
 // # Operating
 //
-// Relays log through log/slog (RelayConfig.Logger, slog.Default if unset)
+// Relays log through log/slog (RelayConfig.Logger, else the store's logger)
 // and report every batch to an optional Observer for metrics.
 //
 // On PostgreSQL, the claim's plan relies on table statistics, as autovacuum
@@ -95,8 +136,9 @@
 //
 // On SQLite one connection writes at a time: relays in several processes
 // work, but their writes queue behind each other and behind the
-// application's. Open the database with the options internal/testdb uses:
-// _journal_mode=WAL (readers do not block the writer), _busy_timeout=10000
-// (wait for the lock instead of failing) and _txlock=immediate (take the
-// write lock at BEGIN, so transactions never deadlock upgrading a read lock).
+// application's. Open the database with the options of sqlite.DSNOptions,
+// or a file name through sqlite.FileDSN: write-ahead logging (readers do not
+// block the writer), a busy timeout (wait for the lock instead of failing)
+// and _txlock=immediate (take the write lock at BEGIN, so transactions never
+// deadlock upgrading a read lock).
 package outbox
