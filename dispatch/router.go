@@ -157,8 +157,10 @@ func Handle[E aggregate.Event](r *Router, name string, fn func(ctx context.Conte
 		fn: func(ctx context.Context, tx *uow.Tx, ev aggregate.Event) error {
 			e, ok := ev.(E)
 			if !ok {
-				// Handle checked the Registry; only a later Register of the
-				// name in the other form can get here, and no retry helps.
+				// Handle checked the Registry, which never maps a name to a
+				// second type; only an event type whose EventName changes
+				// can get here (TestRegistryChangedAfterHandle), and no
+				// retry helps.
 				return fmt.Errorf("keel: handler %q takes %s but the registry decoded %q as %T (%w)", name, want, event, ev, outbox.ErrPermanent)
 			}
 			return fn(ctx, tx, e)
