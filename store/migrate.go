@@ -208,7 +208,8 @@ type MigrationFormat int
 
 const (
 	// Plain lays out one file per migration, NNNN_name.sql, holding its
-	// statements. Atlas, dbmate and hand-run psql take it as is.
+	// statements, for scripts and tools that run plain SQL files in name
+	// order (psql -f, sqlite3 .read, a deployment's own runner).
 	Plain MigrationFormat = iota
 	// Goose lays out NNNN_name.sql files with pressly/goose's "-- +goose Up"
 	// annotation.
