@@ -52,23 +52,23 @@ func (c *Consumer) deadLetter(ctx context.Context, km *kafkago.Message, m *outbo
 }
 
 // deadLetterRecord is the original record, key, value and headers
-// unchanged, plus the message id when the original had none (so the
-// dead-lettered copy names the id the inbox knows it by) and the headers
-// saying why and from where.
+// unchanged, except that its message id header always holds m.ID, the id
+// the Consumer delivered it under, and the headers saying why and from
+// where. A record with no id header, or an empty one, was delivered under
+// DerivedID of its position; a replay from the dead-letter topic lands at
+// another position, so only the id written here lets the inbox recognise
+// it.
 func deadLetterRecord(km *kafkago.Message, m *outbox.Message, topic string, cause error, attempts int, now time.Time) kafkago.Message {
 	h := make([]kafkago.Header, 0, len(km.Headers)+7)
-	hasID := false
+	h = append(h, kafkago.Header{Key: HeaderMessageID, Value: []byte(m.ID)})
 	for _, x := range km.Headers {
 		switch x.Key {
+		case HeaderMessageID:
+			continue // written above, as delivered
 		case HeaderError, HeaderAttempts, HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderDeadLetteredAt:
 			continue // from an earlier dead-lettering; replaced below
-		case HeaderMessageID:
-			hasID = true
 		}
 		h = append(h, x)
-	}
-	if !hasID {
-		h = append(h, kafkago.Header{Key: HeaderMessageID, Value: []byte(m.ID)})
 	}
 	text := strings.ToValidUTF8(cause.Error(), "\uFFFD")
 	if len(text) > maxErrorHeader {

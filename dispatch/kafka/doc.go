@@ -97,7 +97,8 @@
 // between the handler's commit and the offset commit delivers the message
 // again: handlers record each message id in an inbox row in the same
 // transaction as their effects, and the second delivery has no effect. A
-// record produced without keel headers is given the id
+// record produced without keel headers (or with an empty keel-message-id) is
+// given the id
 // "kafka:<topic>:<partition>:<offset>" (see DerivedID), which is the same on
 // every redelivery.
 //
@@ -117,7 +118,9 @@
 //	keel-dead-lettered-at    RFC 3339 UTC
 //
 // and only once the dead-letter topic has acknowledged it is the original
-// offset committed and the partition moves on. Replay a dead letter by
-// producing it to its original topic again: its message id is unchanged, so
-// handlers that did apply it skip it.
+// offset committed and the partition moves on. The dead letter's
+// keel-message-id is always the id the message was delivered under, the
+// derived one for a record whose header was missing or empty. Replay a dead
+// letter by producing it to its original topic again: its message id is
+// unchanged, so handlers that did apply it skip it.
 package kafka

@@ -121,9 +121,9 @@ func toKafka(m *outbox.Message, topic, contentType string, now time.Time) kafkag
 // its Handler; it suits applications reading with their own kafka-go
 // Reader. The keel headers fill their fields; Topic and Key come from the
 // record; every other header, content-type and traceparent included, goes
-// to Headers. A record without HeaderMessageID gets the id
-// DerivedID(topic, partition, offset). A keel header whose value does not
-// parse is kept in Headers rather than lost.
+// to Headers. A record without HeaderMessageID, or with an empty one, gets
+// the id DerivedID(topic, partition, offset). A keel header whose value does
+// not parse is kept in Headers rather than lost.
 func FromRecord(km kafkago.Message) outbox.Message {
 	m := outbox.Message{
 		Topic:   km.Topic,
@@ -177,12 +177,13 @@ func setHeader(m *outbox.Message, k, v string) {
 	m.Headers[k] = v
 }
 
-// DerivedID returns the message id the Consumer gives a record that has no
-// HeaderMessageID header (one written by a producer other than keel's):
-// "kafka:<topic>:<partition>:<offset>". It names the record's position in the
-// log, so a redelivery of the same record gets the same id and the inbox
-// still deduplicates it; two producers' copies of one event at different
-// offsets do not.
+// DerivedID returns the message id the Consumer gives a record whose
+// HeaderMessageID header is missing or empty (one written by a producer
+// other than keel's): "kafka:<topic>:<partition>:<offset>". It names the
+// record's position in the log, so a redelivery of the same record gets the
+// same id and the inbox still deduplicates it; two producers' copies of one
+// event at different offsets do not. A dead letter carries the derived id in
+// its HeaderMessageID, so a replay of it keeps the id.
 func DerivedID(topic string, partition int, offset int64) string {
 	return fmt.Sprintf("kafka:%s:%d:%d", topic, partition, offset)
 }
