@@ -190,7 +190,8 @@ func (r *Relay) settleDone(ctx context.Context, done []int64, now time.Time) err
 // others from being recorded. A row it still cannot record is reported
 // loudly, and its key is left out of claims until its retry time: the
 // message is neither lost nor sent in a tight loop, and other keys flow.
-// It returns how many failures went unrecorded.
+// A closed database is reported once, as no row would fare better. It
+// returns how many failures went unrecorded.
 func (r *Relay) settleFailed(ctx context.Context, msgs []Message, fails []dialect.Failure, now time.Time) int {
 	if len(fails) == 0 {
 		return 0
@@ -198,6 +199,11 @@ func (r *Relay) settleFailed(ctx context.Context, msgs []Message, fails []dialec
 	err := r.recordFailures(ctx, fails)
 	if err == nil {
 		return 0
+	}
+	if dialect.IsClosed(err) {
+		// No row fares better alone, and Run stops at its next statement.
+		r.log.Error("keel: relay could not record failed deliveries: the database is closed", "failures", len(fails), "err", err)
+		return len(fails)
 	}
 	r.log.Error("keel: relay could not record failed deliveries; recording them one by one", "failures", len(fails), "err", err)
 	bySeq := make(map[int64]*Message, len(msgs))

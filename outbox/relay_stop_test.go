@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,6 +48,38 @@ func TestRelayRunClosedDB(t *testing.T) {
 		if stopped := logs.find(slog.LevelError, "relay stopped"); len(stopped) != 1 || stopped[0].Attrs["err"] != err.Error() {
 			t.Fatalf("Run returned %v and logged, at Error level:\n%s", err, logs)
 		}
+
+		// Closed mid-batch, by the publisher, as in a crash: the failures
+		// cannot be recorded, which is said once, not once per message.
+		handle := testdb.Reopen(t, s, db.DSN)
+		if err := newOutbox(t, handle.Store).Enqueue(ctx,
+			outbox.Message{Name: "a", Key: "k1", Payload: []byte{}}, outbox.Message{Name: "a", Key: "k2", Payload: []byte{}},
+			outbox.Message{Name: "a", Key: "k3", Payload: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+		crashLogs := newLogRecorder()
+		var mu sync.Mutex
+		var reports []outbox.BatchReport
+		crash := outbox.PublisherFunc(func(context.Context, []outbox.Message) error {
+			_ = handle.SQL().Close()
+			return errCrashed
+		})
+		crashed := newRelay(t, handle.Store, crash, outbox.RelayConfig{Logger: crashLogs.logger(), Observer: outbox.ObserverFunc(func(b outbox.BatchReport) {
+			mu.Lock()
+			reports = append(reports, b)
+			mu.Unlock()
+		})})
+		if returned, err := runRelay(t, crashed).Wait(15 * time.Second); !returned || err == nil {
+			t.Fatalf("Run of a relay whose database closed mid-batch: returned %v, %v", returned, err)
+		}
+		if n, m := len(crashLogs.find(slog.LevelError, "could not record failed deliveries")), len(crashLogs.find(slog.LevelError, "cannot record a failed delivery")); n != 1 || m != 0 {
+			t.Errorf("%d records for the batch and %d for single messages; want 1 and none:\n%s", n, m, crashLogs)
+		}
+		mu.Lock()
+		if len(reports) != 1 || reports[0].Claimed != 3 || reports[0].Unrecorded != 3 {
+			t.Errorf("batch reports %+v; want one batch of 3 unrecorded failures", reports)
+		}
+		mu.Unlock()
 
 		// Started on a closed database, Run returns at once.
 		runCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
