@@ -25,20 +25,22 @@ var quiet = testdb.Logger()
 // tests.
 func each(t *testing.T, fn func(t *testing.T, db testdb.DB)) {
 	t.Helper()
-	t.Parallel()
-	for _, s := range testdb.Setups {
-		t.Run(s.Name, func(t *testing.T) {
-			testdb.Require(t, s)
-			t.Parallel()
-			fn(t, testdb.Open(t, s))
-		})
-	}
+	eachSetup(t, func(t *testing.T, s testdb.Setup) { fn(t, testdb.Open(t, s)) })
 }
 
 // eachSetup is each for tests that open their databases themselves.
 func eachSetup(t *testing.T, fn func(t *testing.T, s testdb.Setup)) {
 	t.Helper()
 	t.Parallel()
+	eachSetupAlone(t, fn)
+}
+
+// eachSetupAlone is eachSetup for the heavy tests whose relays' leases are
+// short: the test runs before the parallel tests, so that its setups share
+// the machine only with each other, and a relay starved of CPU does not
+// lose its leases mid-batch.
+func eachSetupAlone(t *testing.T, fn func(t *testing.T, s testdb.Setup)) {
+	t.Helper()
 	for _, s := range testdb.Setups {
 		t.Run(s.Name, func(t *testing.T) {
 			testdb.Require(t, s)

@@ -39,7 +39,7 @@ func TestRelayKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
-	eachSetup(t, func(t *testing.T, s testdb.Setup) {
+	eachSetupAlone(t, func(t *testing.T, s testdb.Setup) {
 		db := testdb.Open(t, s)
 		if _, err := db.SQL().Exec(`CREATE TABLE kill_effects (message_id TEXT NOT NULL, k TEXT NOT NULL, v BIGINT NOT NULL)`); err != nil {
 			t.Fatal(err)

@@ -185,13 +185,14 @@ func TestRelayNotifyWakesIdleRelay(t *testing.T) {
 		rec := &recorder{}
 		// Polling so slow that only a wake-up can explain a prompt delivery.
 		r := newRelay(t, db.Store, rec, outbox.RelayConfig{MinPollInterval: time.Hour, MaxPollInterval: time.Hour})
-		runRelay(t, r)
-		holdsAll(t, r)
-		if err := ob.Enqueue(ctx, outbox.Message{Name: "probe", Key: "k", Payload: []byte{}}); err != nil {
+		// A message waiting when the relay starts goes out with its first
+		// polls; after them, the relay sleeps.
+		if err := ob.Enqueue(ctx, outbox.Message{Name: "first", Key: "k", Payload: []byte{}}); err != nil {
 			t.Fatal(err)
 		}
-		testdb.Eventually(t, 5*time.Second, "delivery after Enqueue", func() bool { return rec.count() == 1 })
-		time.Sleep(100 * time.Millisecond) // let the polls of the start and of that wake-up pass
+		runRelay(t, r)
+		testdb.Eventually(t, 5*time.Second, "the waiting message to be delivered", func() bool { return rec.count() == 1 })
+		time.Sleep(100 * time.Millisecond) // let the polls of the start pass
 		// Written in a transaction of the test's own: nothing wakes the relay.
 		tx, err := db.SQL().BeginTx(ctx, nil)
 		if err != nil {
@@ -213,6 +214,11 @@ func TestRelayNotifyWakesIdleRelay(t *testing.T) {
 		if d := time.Since(start); d > time.Second {
 			t.Fatalf("Notify took %v to deliver", d)
 		}
+		// Enqueue wakes the relay by itself.
+		if err := ob.Enqueue(ctx, outbox.Message{Name: "b", Key: "k", Payload: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+		testdb.Eventually(t, 2*time.Second, "delivery after Enqueue", func() bool { return rec.count() == 3 })
 	})
 }
 
