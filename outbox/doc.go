@@ -136,7 +136,11 @@
 //
 // On SQLite one connection writes at a time: relays in several processes
 // work, but their writes queue behind each other and behind the
-// application's. Open the database with the options of sqlite.DSNOptions,
+// application's, and not first come, first served: a connection writing in
+// a tight loop can keep a relay from the write lock for seconds. A relay
+// that cannot renew its leases within LeaseDuration loses them, and its
+// batch in flight may be published again; keep LeaseDuration well above
+// the longest such wait. Open the database with the options of sqlite.DSNOptions,
 // or a file name through sqlite.FileDSN: write-ahead logging (readers do not
 // block the writer), a busy timeout (wait for the lock instead of failing)
 // and _txlock=immediate (take the write lock at BEGIN, so transactions never
