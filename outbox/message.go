@@ -103,8 +103,9 @@ func (m *Message) Decode(reg *aggregate.Registry) (aggregate.Event, error) {
 }
 
 // validate checks a message about to be enqueued as the i-th of its call.
-// Ids and keys are bounded by the indexes that hold them, and every text
-// field must be valid UTF-8: keel stores them as given or not at all.
+// Ids and keys are bounded by the indexes that hold them, every text field
+// must be valid UTF-8 without NUL bytes, and headers valid UTF-8: keel
+// stores them as given or not at all.
 func (m *Message) validate(i int) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: message %d (%s): "+format, append([]any{ErrInvalidMessage, i, dialect.Quote(m.Name)}, args...)...)
@@ -134,10 +135,10 @@ func (m *Message) validate(i int) error {
 		}
 	}
 	for k, v := range m.Headers {
-		if err := dialect.CheckText("header name", k, 0); err != nil {
+		if err := dialect.CheckUTF8("header name", k); err != nil {
 			return bad("%v", err)
 		}
-		if err := dialect.CheckText("header "+dialect.Quote(k), v, 0); err != nil {
+		if err := dialect.CheckUTF8("header "+dialect.Quote(k), v); err != nil {
 			return bad("%v", err)
 		}
 	}

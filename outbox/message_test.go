@@ -56,7 +56,8 @@ func TestEnqueueRejectsOversizedValues(t *testing.T) {
 // TestEnqueueRejectsInvalidUTF8 guards against text keel cannot store as
 // given. Before, invalid UTF-8 in a header was silently replaced by U+FFFD
 // (encoding/json does that), and in a key, id or name was stored as is on
-// SQLite but refused by PostgreSQL with a driver error at INSERT.
+// SQLite but refused by PostgreSQL with a driver error at INSERT; so was a
+// NUL byte in a text field.
 func TestEnqueueRejectsInvalidUTF8(t *testing.T) {
 	each(t, func(t *testing.T, db testdb.DB) {
 		ctx := context.Background()
@@ -65,19 +66,25 @@ func TestEnqueueRejectsInvalidUTF8(t *testing.T) {
 		for _, tc := range []struct {
 			name string
 			msg  outbox.Message
+			says string
 		}{
-			{"header name", outbox.Message{Name: "a", Payload: []byte{}, Headers: map[string]string{bad: "v"}}},
-			{"header value", outbox.Message{Name: "a", Payload: []byte{}, Headers: map[string]string{"h": bad}}},
-			{"key", outbox.Message{Name: "a", Key: bad, Payload: []byte{}}},
-			{"id", outbox.Message{ID: bad, Name: "a", Payload: []byte{}}},
-			{"name", outbox.Message{Name: bad, Payload: []byte{}}},
-			{"topic", outbox.Message{Name: "a", Topic: bad, Payload: []byte{}}},
-			{"aggregate id", outbox.Message{Name: "a", AggregateID: bad, Payload: []byte{}}},
-			{"correlation id", outbox.Message{Name: "a", CorrelationID: bad, Payload: []byte{}}},
+			{"NUL in the key", outbox.Message{Name: "a", Key: "k\x00", Payload: []byte{}}, "NUL"},
+			{"NUL in the name", outbox.Message{Name: "a\x00b", Payload: []byte{}}, "NUL"},
+			{"header name", outbox.Message{Name: "a", Payload: []byte{}, Headers: map[string]string{bad: "v"}}, ""},
+			{"header value", outbox.Message{Name: "a", Payload: []byte{}, Headers: map[string]string{"h": bad}}, ""},
+			{"key", outbox.Message{Name: "a", Key: bad, Payload: []byte{}}, ""},
+			{"id", outbox.Message{ID: bad, Name: "a", Payload: []byte{}}, ""},
+			{"name", outbox.Message{Name: bad, Payload: []byte{}}, ""},
+			{"topic", outbox.Message{Name: "a", Topic: bad, Payload: []byte{}}, ""},
+			{"aggregate id", outbox.Message{Name: "a", AggregateID: bad, Payload: []byte{}}, ""},
+			{"correlation id", outbox.Message{Name: "a", CorrelationID: bad, Payload: []byte{}}, ""},
 		} {
+			if tc.says == "" {
+				tc.says = "UTF-8"
+			}
 			err := ob.Enqueue(ctx, outbox.Message{Name: "ok", Payload: []byte{}}, tc.msg)
-			if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), "UTF-8") {
-				t.Errorf("invalid UTF-8 in the %s: err = %v; want ErrInvalidMessage saying why", tc.name, err)
+			if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("%s: err = %v; want ErrInvalidMessage saying %q", tc.name, err, tc.says)
 			}
 		}
 		if n := testdb.Count(t, db, "SELECT COUNT(*) FROM keel_outbox"); n != 0 {

@@ -94,9 +94,9 @@ func (o *Outbox) Enqueue(ctx context.Context, msgs ...Message) error {
 // zero OccurredAt times with the current time.
 //
 // Every message is checked before anything is written: a missing Name or
-// Payload, an ID over 255 bytes, a partition key over 512 bytes, or a text
-// field or header that is not valid UTF-8 fails the whole call with an
-// error wrapping ErrInvalidMessage.
+// Payload, an ID over 255 bytes, a partition key over 512 bytes, a text
+// field or header that is not valid UTF-8, or a text field holding a NUL
+// byte fails the whole call with an error wrapping ErrInvalidMessage.
 //
 // On PostgreSQL the last INSERT also queues a notification, delivered at
 // commit, that wakes listening relays in other processes (see

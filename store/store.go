@@ -29,11 +29,11 @@ type Options struct {
 	// pgxlisten.New or pqlisten.New.
 	Listener Listener
 
-	// DisableNotify stops units of work from sending the wake-up
-	// notification with their outbox rows, on dialects that send one
-	// (PostgreSQL). It saves a little at each commit. Set it only when no
-	// relay outside this process needs waking: they would find new rows by
-	// polling alone.
+	// DisableNotify stops the wake-up notifications sent for other
+	// processes' relays, on dialects that send them (PostgreSQL): with the
+	// outbox rows of each unit of work, and after a requeue. It saves a
+	// little at each commit. Set it only when no relay outside this process
+	// needs waking: they would find new rows by polling alone.
 	DisableNotify bool
 
 	// Logger is the default logger of everything built from the Store

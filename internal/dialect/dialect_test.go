@@ -90,6 +90,9 @@ func TestCheckText(t *testing.T) {
 	if err := CheckText("header", "a\xffb", 0); err == nil || !strings.Contains(err.Error(), "UTF-8") {
 		t.Errorf("invalid UTF-8: %v", err)
 	}
+	if err := CheckText("name", "a\x00b", 0); err == nil || !strings.Contains(err.Error(), "NUL") {
+		t.Errorf("NUL byte: %v", err)
+	}
 }
 
 func TestMigrationFiles(t *testing.T) {

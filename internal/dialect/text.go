@@ -3,6 +3,7 @@ package dialect
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -34,13 +35,27 @@ const (
 	MaxKeyBytes = 512
 )
 
-// CheckText returns an error naming what when s is longer than limit bytes
-// or is not valid UTF-8 (text columns of PostgreSQL and MySQL accept
-// nothing else, and keel never alters a value to make it fit).
+// CheckText returns an error naming what when s is longer than limit bytes,
+// is not valid UTF-8, or holds a NUL byte: PostgreSQL's text columns accept
+// neither, and keel never alters a value to make it fit, so a value one
+// database could not store is refused on all of them.
 func CheckText(what, s string, limit int) error {
 	if limit > 0 && len(s) > limit {
 		return fmt.Errorf("%s is %d bytes long; the limit is %d, set by the index that holds it", what, len(s), limit)
 	}
+	if err := CheckUTF8(what, s); err != nil {
+		return err
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%s %s holds a NUL byte, which text columns cannot store", what, Quote(s))
+	}
+	return nil
+}
+
+// CheckUTF8 returns an error naming what when s is not valid UTF-8. It
+// suits text keel stores encoded (message headers travel as JSON, in which
+// a NUL byte is an escape like any other).
+func CheckUTF8(what, s string) error {
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%s %s is not valid UTF-8; keel stores text as given and cannot store these bytes", what, Quote(s))
 	}
