@@ -63,7 +63,7 @@ var (
 	PostgresPQ    = Setup{"postgres-pq", "postgres", "postgres"}
 	PostgresPgx   = Setup{"postgres-pgx", "postgres", "pgx"}
 	MariaDB       = Setup{"mariadb", "mysql", "mysql"}
-	Setups        = []Setup{SQLiteMattn, SQLiteModernc, PostgresPQ, PostgresPgx}
+	Setups        = []Setup{SQLiteMattn, SQLiteModernc, PostgresPQ, PostgresPgx, MariaDB}
 )
 
 // IsPostgres reports whether the setup reaches PostgreSQL.
