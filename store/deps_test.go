@@ -19,12 +19,13 @@ func TestDriversAreLinkedOnlyByChoice(t *testing.T) {
 		modernc = "modernc.org/sqlite"
 		pq      = "github.com/lib/pq"
 		pgx     = "github.com/jackc/pgx/v5"
+		gomysql = "github.com/go-sql-driver/mysql"
 	)
 	for _, tc := range []struct {
 		pkgs      []string
 		forbidden []string
 	}{
-		{[]string{"aggregate", "repository", "uow", "outbox", "dispatch", "dispatch/kafka", "store", "store/sqlite", "store/postgres"}, []string{mattn, modernc, pq, pgx}},
+		{[]string{"aggregate", "repository", "uow", "outbox", "dispatch", "dispatch/kafka", "store", "store/sqlite", "store/postgres", "store/mysql"}, []string{mattn, modernc, pq, pgx, gomysql}},
 		{[]string{"store/postgres/pgxlisten"}, []string{mattn, modernc, pq}},
 		{[]string{"store/postgres/pqlisten"}, []string{mattn, modernc, pgx}},
 	} {

@@ -107,7 +107,7 @@ func TestCheckSchemaNamesWhatIsMissing(t *testing.T) {
 		}{
 			{"missing table", "DROP TABLE keel_inbox", "keel_inbox"},
 			{"missing column", "ALTER TABLE keel_outbox DROP COLUMN causation_id", "keel_outbox"},
-			{"unrecorded migration", "DELETE FROM keel_migrations WHERE version = 3", "0003_inbox_processed_idx"},
+			{"unrecorded migration", "DELETE FROM keel_migrations WHERE version = 2", "0002_"},
 			{"missing lease rows", "DELETE FROM keel_outbox_leases WHERE partition_no > 9", "one per partition"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -148,8 +148,11 @@ func TestMigrationsWithGoose(t *testing.T) {
 			t.Fatal(err)
 		}
 		dialect := goose.DialectSQLite3
-		if s.IsPostgres() {
+		switch {
+		case s.IsPostgres():
 			dialect = goose.DialectPostgres
+		case s.IsMySQL():
+			dialect = goose.DialectMySQL
 		}
 		p, err := goose.NewProvider(dialect, db.SQL(), fsys)
 		if err != nil {
