@@ -42,20 +42,26 @@ func (s *Store) Migrations() ([]Migration, error) {
 
 func (s *Store) sql() dialect.SQL { return dialect.Render(s.d, s.d.SQL(), s.prefix) }
 
+// prepare checks the session and returns the migrations and statements
+// Migrate and CheckSchema work with.
+func (s *Store) prepare(ctx context.Context) ([]Migration, dialect.SQL, error) {
+	if err := s.checkSession(ctx); err != nil {
+		return nil, dialect.SQL{}, err
+	}
+	ms, err := s.Migrations()
+	return ms, s.sql(), err
+}
+
 // Migrate creates or upgrades keel's tables (aggregates, outbox, leases,
 // inbox, idempotency keys) and records each applied version in the
 // migrations table. It is idempotent and safe to run from several
 // processes at once: the dialect serialises migrators (an advisory lock on
-// PostgreSQL, the write lock on SQLite).
+// PostgreSQL, the write lock on SQLite, a named lock on MySQL).
 func (s *Store) Migrate(ctx context.Context) error {
-	if err := s.checkSession(ctx); err != nil {
-		return err
-	}
-	ms, err := s.Migrations()
+	ms, q, err := s.prepare(ctx)
 	if err != nil {
 		return err
 	}
-	q := s.sql()
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("keel: migrate: %w", err)
@@ -126,14 +132,10 @@ func appliedVersions(ctx context.Context, q querier, query string) (map[int]bool
 // uncommitted rows). It suits a readiness check, and teams that apply
 // Migrations with their own tool.
 func (s *Store) CheckSchema(ctx context.Context) error {
-	if err := s.checkSession(ctx); err != nil {
-		return err
-	}
-	ms, err := s.Migrations()
+	ms, q, err := s.prepare(ctx)
 	if err != nil {
 		return err
 	}
-	q := s.sql()
 	applied, err := appliedVersions(ctx, s.db, q.MigrationsApplied)
 	if err != nil {
 		if s.d.Classify(err) == dialect.MissingTable {

@@ -1,9 +1,13 @@
 package dialect
 
 import (
+	"context"
+	"database/sql"
+	"encoding/json"
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Partitions is the fixed number of hash partitions of the outbox's
@@ -261,3 +265,58 @@ var Schema = []struct {
 // database-wide, so schemas sharing a prefix share a channel, and a relay
 // may be woken for another schema's rows, which costs one empty poll.
 func Channel(prefix string) string { return prefix + "outbox" }
+
+// ListOf writes v as open, the numbers separated by commas, then close:
+// a JSON array with '[' and ']', a PostgreSQL array literal with '{' and
+// '}'.
+func ListOf(v []int64, open, close byte) string {
+	var b strings.Builder
+	b.Grow(len(v)*8 + 2)
+	b.WriteByte(open)
+	for i, n := range v {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(n, 10))
+	}
+	b.WriteByte(close)
+	return b.String()
+}
+
+// JSONStrings encodes v as a JSON array, for dialects that read list
+// parameters with a JSON table function.
+func JSONStrings(v []string) string {
+	b, _ := json.Marshal(v) // a []string always encodes
+	return string(b)
+}
+
+// JSONFailures encodes failure rows as one JSON array of [seq, state,
+// next_at, error] rows, next_at as the dialect's time function gives it.
+func JSONFailures(fs []Failure, at func(time.Time) any) ([]any, error) {
+	rows := make([][4]any, len(fs))
+	for i, f := range fs {
+		rows[i] = [4]any{f.Seq, f.State, at(f.NextAt), f.Err}
+	}
+	b, err := json.Marshal(rows)
+	if err != nil {
+		return nil, err
+	}
+	return []any{string(b)}, nil
+}
+
+// BeginTx starts a transaction on conn with the given statement ("BEGIN",
+// "BEGIN IMMEDIATE") and returns the function that ends it, committing when
+// commit is true.
+func BeginTx(ctx context.Context, conn *sql.Conn, begin string) (func(commit bool) error, error) {
+	if _, err := conn.ExecContext(ctx, begin); err != nil {
+		return nil, err
+	}
+	return func(commit bool) error {
+		if commit {
+			_, err := conn.ExecContext(ctx, "COMMIT")
+			return err
+		}
+		_, err := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return err
+	}, nil
+}

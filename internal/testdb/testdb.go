@@ -246,28 +246,28 @@ func DSN(t testing.TB, s Setup) string {
 // unset, or failing it when CI is set.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(EnvPostgres)
-	if u == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not set but CI is: PostgreSQL tests must run in CI", EnvPostgres)
-		}
-		t.Skipf("PostgreSQL tests skipped: set %s, e.g. %s=postgres://postgres@127.0.0.1:5432/test?sslmode=disable", EnvPostgres, EnvPostgres)
-	}
-	return u
+	return fromEnv(t, EnvPostgres, "PostgreSQL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 }
 
 // MySQLDSN returns KEEL_TEST_MYSQL, skipping the test when it is unset, or
 // failing it when CI is set.
 func MySQLDSN(t testing.TB) string {
 	t.Helper()
-	dsn := os.Getenv(EnvMySQL)
-	if dsn == "" {
+	return fromEnv(t, EnvMySQL, "MariaDB", "'root@tcp(127.0.0.1:3306)/test'")
+}
+
+// fromEnv returns the environment variable name, or skips the test (fails
+// it when CI is set, so a CI run cannot pass without the database).
+func fromEnv(t testing.TB, name, what, example string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not set but CI is: MariaDB tests must run in CI", EnvMySQL)
+			t.Fatalf("%s is not set but CI is: %s tests must run in CI", name, what)
 		}
-		t.Skipf("MariaDB tests skipped: set %s, e.g. %s='root@tcp(127.0.0.1:3306)/test'", EnvMySQL, EnvMySQL)
+		t.Skipf("%s tests skipped: set %s, e.g. %s=%s", what, name, name, example)
 	}
-	return dsn
+	return v
 }
 
 // mysqlDatabase creates a database of its own for the test, dropped when

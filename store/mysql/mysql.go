@@ -33,7 +33,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -111,38 +110,15 @@ func (my) Rebind(query string) string { return query }
 func (my) Time(t time.Time) any { return t.UTC() }
 
 // Int64s encodes a list as a JSON array, read with JSON_TABLE.
-func (my) Int64s(v []int64) any {
-	var b strings.Builder
-	b.Grow(len(v) * 8)
-	b.WriteByte('[')
-	for i, n := range v {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatInt(n, 10))
-	}
-	b.WriteByte(']')
-	return b.String()
-}
+func (my) Int64s(v []int64) any { return dialect.ListOf(v, '[', ']') }
 
 // Strings encodes a list of text as a JSON array, read with JSON_TABLE.
-func (my) Strings(v []string) any {
-	b, _ := json.Marshal(v) // a []string always encodes
-	return string(b)
-}
+func (my) Strings(v []string) any { return dialect.JSONStrings(v) }
 
-// Failures encodes the failure rows as one JSON array of [seq, state,
-// next_at, error] rows.
+// Failures encodes the failure rows as one JSON array, read with
+// JSON_TABLE, times as DATETIME text.
 func (my) Failures(fs []dialect.Failure) ([]any, error) {
-	rows := make([][4]any, len(fs))
-	for i, f := range fs {
-		rows[i] = [4]any{f.Seq, f.State, f.NextAt.UTC().Format(datetime), f.Err}
-	}
-	b, err := json.Marshal(rows)
-	if err != nil {
-		return nil, err
-	}
-	return []any{string(b)}, nil
+	return dialect.JSONFailures(fs, func(t time.Time) any { return t.UTC().Format(datetime) })
 }
 
 func (my) Migrations() fs.FS {

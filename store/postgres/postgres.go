@@ -23,7 +23,6 @@ import (
 	"errors"
 	"io/fs"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
@@ -60,19 +59,7 @@ func (pg) Rebind(query string) string { return dialect.RebindDollar(query) }
 func (pg) Time(t time.Time) any { return t.UTC() }
 
 // Int64s encodes a list as an array literal, cast by the statements.
-func (pg) Int64s(v []int64) any {
-	var b strings.Builder
-	b.Grow(len(v) * 8)
-	b.WriteByte('{')
-	for i, n := range v {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatInt(n, 10))
-	}
-	b.WriteByte('}')
-	return b.String()
-}
+func (pg) Int64s(v []int64) any { return dialect.ListOf(v, '{', '}') }
 
 // Strings encodes a list of text as an array literal, cast by the
 // statements.
@@ -133,16 +120,9 @@ func (pg) Migrations() fs.FS {
 // BeginMigration serialises migrators on an advisory lock held until the
 // migration's transaction ends.
 func (pg) BeginMigration(ctx context.Context, conn *sql.Conn, prefix string) (func(bool) error, error) {
-	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+	end, err := dialect.BeginTx(ctx, conn, "BEGIN")
+	if err != nil {
 		return nil, err
-	}
-	end := func(commit bool) error {
-		if commit {
-			_, err := conn.ExecContext(ctx, "COMMIT")
-			return err
-		}
-		_, err := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-		return err
 	}
 	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "keel.migrate."+prefix); err != nil {
 		_ = end(false)

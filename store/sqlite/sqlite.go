@@ -23,10 +23,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"io/fs"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/keel-go/keel/internal/dialect"
@@ -73,37 +70,13 @@ func (lite) Rebind(query string) string { return query }
 func (lite) Time(t time.Time) any { return t.UnixMicro() }
 
 // Int64s encodes a list as a JSON array, read with json_each.
-func (lite) Int64s(v []int64) any {
-	var b strings.Builder
-	b.Grow(len(v) * 8)
-	b.WriteByte('[')
-	for i, n := range v {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatInt(n, 10))
-	}
-	b.WriteByte(']')
-	return b.String()
-}
+func (lite) Int64s(v []int64) any { return dialect.ListOf(v, '[', ']') }
 
 // Strings encodes a list of text as a JSON array, read with json_each.
-func (lite) Strings(v []string) any {
-	b, _ := json.Marshal(v) // a []string always encodes
-	return string(b)
-}
+func (lite) Strings(v []string) any { return dialect.JSONStrings(v) }
 
-func (lite) Failures(fs []dialect.Failure) ([]any, error) {
-	rows := make([][4]any, len(fs))
-	for i, f := range fs {
-		rows[i] = [4]any{f.Seq, f.State, f.NextAt.UnixMicro(), f.Err}
-	}
-	b, err := json.Marshal(rows)
-	if err != nil {
-		return nil, err
-	}
-	return []any{string(b)}, nil
-}
+// Failures encodes the failure rows as one JSON array, read with json_each.
+func (d lite) Failures(fs []dialect.Failure) ([]any, error) { return dialect.JSONFailures(fs, d.Time) }
 
 func (lite) Migrations() fs.FS {
 	sub, err := fs.Sub(migrations, "migrations")
@@ -116,17 +89,7 @@ func (lite) Migrations() fs.FS {
 // BeginMigration takes the database's write lock at BEGIN, so concurrent
 // migrators run one after another.
 func (lite) BeginMigration(ctx context.Context, conn *sql.Conn, _ string) (func(bool) error, error) {
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return nil, err
-	}
-	return func(commit bool) error {
-		if commit {
-			_, err := conn.ExecContext(ctx, "COMMIT")
-			return err
-		}
-		_, err := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-		return err
-	}, nil
+	return dialect.BeginTx(ctx, conn, "BEGIN IMMEDIATE")
 }
 
 func (lite) SQL() dialect.SQL { return sqlText }
