@@ -45,17 +45,19 @@ type fleet struct {
 
 func newFleet(t *testing.T, db testdb.DB) fleet {
 	t.Helper()
+	// Keyed and unique columns are VARCHAR, which MySQL can index whole;
+	// the referencing column has the type of the key it references.
 	exec(t, db, `CREATE TABLE drivers (
-		id      TEXT PRIMARY KEY,
+		id      `+keyType+` PRIMARY KEY,
 		version BIGINT NOT NULL,
 		name    TEXT NOT NULL,
-		ssn     TEXT NOT NULL,
+		ssn     VARCHAR(64) NOT NULL,
 		CONSTRAINT drivers_ssn_key UNIQUE (ssn))`)
 	exec(t, db, `CREATE TABLE vehicles (
-		id        TEXT PRIMARY KEY,
+		id        `+keyType+` PRIMARY KEY,
 		version   BIGINT NOT NULL,
 		plate     TEXT NOT NULL,
-		driver_id TEXT,
+		driver_id `+keyType+`,
 		CONSTRAINT vehicles_driver_fkey FOREIGN KEY (driver_id) REFERENCES drivers (id),
 		CONSTRAINT vehicles_one_driver UNIQUE (driver_id))`)
 	drivers, err := repository.NewTable(db.Store, repository.TableConfig[*Driver]{
@@ -81,7 +83,11 @@ func newFleet(t *testing.T, db testdb.DB) fleet {
 	return fleet{drivers, vehicles}
 }
 
-func wantConstraint(t *testing.T, err, kind error, pgName, sqliteName string, postgres bool) {
+// wantConstraint checks that err is a *ConstraintError of kind, naming the
+// constraint as the database reports it: PostgreSQL and MySQL name the
+// constraint (serverName), SQLite the columns of a unique constraint and
+// nothing for a foreign key (sqliteName).
+func wantConstraint(t *testing.T, err, kind error, serverName, sqliteName string, named bool) {
 	t.Helper()
 	if !errors.Is(err, kind) {
 		t.Fatalf("err = %v, want %v", err, kind)
@@ -97,8 +103,8 @@ func wantConstraint(t *testing.T, err, kind error, pgName, sqliteName string, po
 		t.Fatalf("ConstraintError does not unwrap to the driver error: %#v", ce)
 	}
 	want := sqliteName
-	if postgres {
-		want = pgName
+	if named {
+		want = serverName
 	}
 	if ce.Constraint != want {
 		t.Errorf("constraint = %q, want %q (%v)", ce.Constraint, want, err)
@@ -111,7 +117,7 @@ func TestConstraintViolations(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
 		f := newFleet(t, tdb)
-		pg := tdb.Setup.IsPostgres()
+		named := tdb.Setup.IsPostgres() || tdb.Setup.IsMySQL()
 		db := tdb.SQL()
 
 		alice := newDriver("d1", "Alice", "123-45-6789")
@@ -122,7 +128,7 @@ func TestConstraintViolations(t *testing.T) {
 		t.Run("unique SSN", func(t *testing.T) {
 			tx := tracking(begin(t, tdb))
 			err := f.drivers.Save(ctx, tx, newDriver("d2", "Mallory", "123-45-6789"))
-			wantConstraint(t, err, repository.ErrUniqueViolation, "drivers_ssn_key", "drivers.ssn", pg)
+			wantConstraint(t, err, repository.ErrUniqueViolation, "drivers_ssn_key", "drivers.ssn", named)
 			if len(tx.tracked) != 0 {
 				t.Fatal("a failed save was tracked")
 			}
@@ -135,7 +141,7 @@ func TestConstraintViolations(t *testing.T) {
 			}
 			bob.SSN = alice.SSN
 			err := f.drivers.Save(ctx, db, bob)
-			wantConstraint(t, err, repository.ErrUniqueViolation, "drivers_ssn_key", "drivers.ssn", pg)
+			wantConstraint(t, err, repository.ErrUniqueViolation, "drivers_ssn_key", "drivers.ssn", named)
 			if bob.Version() != 1 {
 				t.Fatalf("version after a failed update = %d, want 1", bob.Version())
 			}
@@ -146,7 +152,7 @@ func TestConstraintViolations(t *testing.T) {
 				t.Fatal(err)
 			}
 			err := f.vehicles.Save(ctx, db, newVehicle("v2", "KEEL-2", "d1"))
-			wantConstraint(t, err, repository.ErrUniqueViolation, "vehicles_one_driver", "vehicles.driver_id", pg)
+			wantConstraint(t, err, repository.ErrUniqueViolation, "vehicles_one_driver", "vehicles.driver_id", named)
 
 			// Without a driver the vehicle is fine; NULLs do not collide.
 			for _, id := range []string{"v3", "v4"} {
@@ -165,7 +171,7 @@ func TestConstraintViolations(t *testing.T) {
 
 		t.Run("foreign key", func(t *testing.T) {
 			err := f.vehicles.Save(ctx, db, newVehicle("v9", "KEEL-9", "nobody"))
-			wantConstraint(t, err, repository.ErrForeignKeyViolation, "vehicles_driver_fkey", "", pg)
+			wantConstraint(t, err, repository.ErrForeignKeyViolation, "vehicles_driver_fkey", "", named)
 
 			// Carol drives v5, so deleting her would break the reference.
 			carol := newDriver("d5", "Carol", "555-55-5555")
@@ -176,7 +182,7 @@ func TestConstraintViolations(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = f.drivers.Delete(ctx, db, carol)
-			wantConstraint(t, err, repository.ErrForeignKeyViolation, "vehicles_driver_fkey", "", pg)
+			wantConstraint(t, err, repository.ErrForeignKeyViolation, "vehicles_driver_fkey", "", named)
 		})
 	})
 }

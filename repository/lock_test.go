@@ -2,7 +2,6 @@ package repository_test
 
 import (
 	"context"
-	"database/sql"
 	"testing"
 	"time"
 
@@ -10,9 +9,10 @@ import (
 	"github.com/keel-go/keel/repository"
 )
 
-// TestGetForUpdateBlocks shows that GetForUpdate on PostgreSQL makes a
-// second transaction wait for the first: the second reads only after the
-// first commits, so it sees the committed state and saves without conflict.
+// TestGetForUpdateBlocks shows that GetForUpdate on PostgreSQL and MySQL
+// makes a second transaction wait for the first: the second reads only
+// after the first commits, so it sees the committed state (on MySQL, not
+// its REPEATABLE READ snapshot) and saves without conflict.
 func TestGetForUpdateBlocks(t *testing.T) {
 	t.Parallel()
 	eachKind(t, func(t *testing.T, tdb testdb.DB, repo repository.Repository[*Account]) {
@@ -21,7 +21,8 @@ func TestGetForUpdateBlocks(t *testing.T) {
 		db := tdb.SQL()
 		mustSave(t, repo, db, newAccount("a1", "Ada"))
 
-		if !tdb.Setup.IsPostgres() {
+		probe, rowLocks := lockProbes[tdb.Setup.Dialect]
+		if !rowLocks {
 			// SQLite serialises writers at BEGIN (_txlock=immediate), so
 			// GetForUpdate is a plain read inside the transaction.
 			tx := begin(t, tdb)
@@ -42,8 +43,8 @@ func TestGetForUpdateBlocks(t *testing.T) {
 		}
 
 		second := begin(t, tdb)
-		var pid int
-		if err := second.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		var conn int64
+		if err := second.QueryRowContext(ctx, probe.conn).Scan(&conn); err != nil {
 			t.Fatal(err)
 		}
 		type result struct {
@@ -56,14 +57,15 @@ func TestGetForUpdateBlocks(t *testing.T) {
 			done <- result{b, err}
 		}()
 
-		// Wait until PostgreSQL reports the second backend waiting on a lock.
+		// Wait until the server reports the second connection waiting on a
+		// lock.
 		for {
-			var waiting sql.NullString
-			err := db.QueryRowContext(ctx, tdb.Dialect().Rebind("SELECT wait_event_type FROM pg_stat_activity WHERE pid = ?"), pid).Scan(&waiting)
+			var waiting int
+			err := db.QueryRowContext(ctx, tdb.Dialect().Rebind(probe.waiting), conn).Scan(&waiting)
 			if err != nil {
 				t.Fatalf("waiting for the second transaction to block: %v", err)
 			}
-			if waiting.String == "Lock" {
+			if waiting > 0 {
 				break
 			}
 			select {
@@ -101,4 +103,23 @@ func TestGetForUpdateBlocks(t *testing.T) {
 			t.Fatalf("final v%d balance %d, want v3 balance 15", got.Version(), got.Balance)
 		}
 	})
+}
+
+// lockProbe asks a server with row locks which connection a transaction
+// runs on, and whether that connection waits on a lock.
+type lockProbe struct {
+	conn    string // the current connection's id
+	waiting string // 1 if the connection with the id (?) waits on a lock, else 0
+}
+
+// lockProbes has the probes of the dialects with row locks, by dialect name.
+var lockProbes = map[string]lockProbe{
+	"postgres": {
+		conn:    "SELECT pg_backend_pid()",
+		waiting: "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = ? AND wait_event_type = 'Lock'",
+	},
+	"mysql": {
+		conn:    "SELECT CONNECTION_ID()",
+		waiting: "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = ? AND trx_state = 'LOCK WAIT'",
+	},
 }

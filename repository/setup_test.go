@@ -66,7 +66,7 @@ var kinds = []kind{
 	}},
 	{"table-tags", func(t *testing.T, db testdb.DB) repository.Repository[*Account] {
 		exec(t, db, `CREATE TABLE tagged_accounts (
-			account_id TEXT PRIMARY KEY, rev BIGINT NOT NULL, owner TEXT NOT NULL, balance BIGINT NOT NULL)`)
+			account_id `+keyType+` PRIMARY KEY, rev BIGINT NOT NULL, owner TEXT NOT NULL, balance BIGINT NOT NULL)`)
 		r, err := repository.NewTable(db.Store, repository.TableConfig[*Account]{
 			Table:         "tagged_accounts",
 			Type:          "account",
@@ -81,9 +81,14 @@ var kinds = []kind{
 	}},
 }
 
+// keyType is the column type of the tables' ids on every dialect. MySQL
+// cannot index a TEXT column whole, and VARCHAR(512) holds the longest id
+// keel accepts (dialect.MaxKeyBytes) on all of them.
+const keyType = "VARCHAR(512)"
+
 func accountsDDL(table string) string {
 	return "CREATE TABLE " + table + ` (
-		id      TEXT PRIMARY KEY,
+		id      ` + keyType + ` PRIMARY KEY,
 		version BIGINT NOT NULL,
 		owner   TEXT NOT NULL,
 		balance BIGINT NOT NULL)`
