@@ -701,11 +701,8 @@ func TestPruneIdempotencyKeys(t *testing.T) {
 			}
 		}
 		// Age the five keys by a day, then record a fresh one.
-		shift := "created_at - 86400000000"
-		if db.Setup.IsPostgres() {
-			shift = "created_at - interval '1 day'"
-		}
-		if _, err := db.SQL().Exec("UPDATE keel_idempotency SET created_at = " + shift); err != nil {
+		dayAgo := db.Dialect().Time(time.Now().Add(-24 * time.Hour))
+		if _, err := db.SQL().Exec(db.Dialect().Rebind("UPDATE keel_idempotency SET created_at = ?"), dayAgo); err != nil {
 			t.Fatal(err)
 		}
 		if err := b.runner.DoIdempotent(ctx, "new", noop); err != nil {
