@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -84,7 +85,11 @@ func NewConsumer(cfg ConsumerConfig, h Handler) (*Consumer, error) {
 		SessionTimeout:    cfg.SessionTimeout,
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		RebalanceTimeout:  cfg.RebalanceTimeout,
-		ErrorLogger:       kafkago.LoggerFunc(func(msg string, args ...any) { c.log.Warn("keel: kafka reader: " + fmt.Sprintf(msg, args...)) }),
+		JoinGroupBackoff:  cfg.JoinGroupBackoff,
+		// Partitions added to a topic are otherwise read only after the
+		// next rebalance, which a stable group may not have for weeks.
+		WatchPartitionChanges: true,
+		ErrorLogger:           kafkago.LoggerFunc(func(msg string, args ...any) { c.log.Warn("keel: kafka reader: " + fmt.Sprintf(msg, args...)) }),
 	})
 	rt := cfg.Transport
 	if rt == nil {
@@ -104,14 +109,22 @@ func NewConsumer(cfg ConsumerConfig, h Handler) (*Consumer, error) {
 
 var errRunning = errors.New("keel: kafka consumer is already running")
 
+// fetchBackoff spaces out Run's fetches after a failed one. kafka-go paces
+// its own retries (joins by JoinGroupBackoff, partition reads by its read
+// backoff), so this only keeps a repeated error from spinning; it stays
+// short so that Run fetches again as soon as the group has recovered.
+var fetchBackoff = backoff.Policy{Base: 20 * time.Millisecond, Max: 500 * time.Millisecond}
+
 // Run consumes until ctx is done or Close is called, then returns nil. It
 // fetches a message, hands it to the Handler (retrying failures with
 // exponential backoff and jitter, up to MaxAttempts), dead-letters it if it
 // still failed, commits its offset, and moves on. A message whose handling
 // was cut short by ctx is neither committed nor dead-lettered, so it is
 // delivered again after a restart. Errors reading from Kafka (a broker
-// outage, a rebalance) are logged and retried with backoff, never returned:
-// Run returns an error only when the Consumer is already running.
+// outage, a rebalance) are logged and retried with backoff: Run returns an
+// error only when the Consumer is already running, or, with an error
+// matching store.ErrInvalidConfig, when the brokers refuse
+// ConsumerConfig.SessionTimeout, which no retry can fix.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errRunning
@@ -132,9 +145,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 			if ctx.Err() != nil || c.closed.Load() || errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
 				return nil
 			}
+			if errors.Is(err, kafkago.InvalidSessionTimeout) {
+				return dialect.Invalid("kafka consumer group %q: the brokers refuse SessionTimeout %v (%v); set ConsumerConfig.SessionTimeout between their group.min.session.timeout.ms and group.max.session.timeout.ms",
+					c.cfg.GroupID, c.cfg.SessionTimeout, err)
+			}
 			failures++
 			c.log.Warn("keel: kafka fetch failed; retrying", "group", c.cfg.GroupID, "failures", failures, "err", err)
-			if backoff.Sleep(ctx, c.retry.Delay(failures)) != nil {
+			if backoff.Sleep(ctx, fetchBackoff.Delay(failures)) != nil {
 				return nil
 			}
 			continue
@@ -189,8 +206,13 @@ func (c *Consumer) handle(ctx context.Context, km *kafkago.Message) error {
 }
 
 // Close stops Run, abandoning the message in hand (it is not committed, so
-// the group delivers it again), and releases the Consumer's connections,
-// leaving the group so its partitions are reassigned at once.
+// the group delivers it again), leaves the consumer group and releases the
+// Consumer's connections. The group reassigns the member's partitions at
+// once: the other members read them within a second, instead of after
+// SessionTimeout. Call it when the program is told to stop (SIGTERM), after
+// Run returned, as the example shows. Close first waits for the member's
+// fetches to end, up to MaxWait; during a rebalance it waits for the
+// rebalance to end, up to RebalanceTimeout, before it can leave.
 func (c *Consumer) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)

@@ -15,6 +15,11 @@ const (
 	DefaultRetryBackoff    = 100 * time.Millisecond
 	DefaultMaxRetryBackoff = 10 * time.Second
 	DefaultMaxWait         = 500 * time.Millisecond
+
+	DefaultSessionTimeout    = 6 * time.Second
+	DefaultHeartbeatInterval = 250 * time.Millisecond
+	DefaultRebalanceTimeout  = 3 * time.Second
+	DefaultJoinGroupBackoff  = 250 * time.Millisecond
 )
 
 // ConsumerConfig configures a Consumer. Brokers, GroupID and Topics are
@@ -54,16 +59,57 @@ type ConsumerConfig struct {
 	// kafka.FirstOffset, so nothing published before the first start is
 	// skipped.
 	StartOffset int64
-	// MaxWait bounds how long a fetch waits at the broker for new records;
-	// it is also about how long Close takes. If zero, DefaultMaxWait
-	// (500ms), not kafka-go's 10s.
+	// MaxWait bounds how long a fetch waits at the broker for new records.
+	// An idle member takes up to this long to stop fetching, when it
+	// closes or rejoins a rebalance; a shorter wait costs more fetch
+	// requests while idle. If zero, DefaultMaxWait (500ms), not kafka-go's
+	// 10s.
 	MaxWait time.Duration
-	// SessionTimeout, HeartbeatInterval and RebalanceTimeout tune group
-	// membership. If zero, kafka-go's defaults are used: 30s, 3s and 30s.
-	SessionTimeout    time.Duration
+	// SessionTimeout is how long the group coordinator waits for a member's
+	// heartbeat before it declares the member dead and hands its partitions
+	// to the others. It bounds how long the partitions of a process that died
+	// without calling Close (a crash, SIGKILL, a lost machine) go unread.
+	// Shorter recovers sooner; too short evicts members whose heartbeats a
+	// network or broker hiccup delayed, costing a rebalance and redeliveries
+	// (which the inbox absorbs). Brokers accept only values between their
+	// group.min.session.timeout.ms and group.max.session.timeout.ms, 6s and
+	// 30 minutes unless configured otherwise, and Run returns an error
+	// matching store.ErrInvalidConfig when they refuse it. If zero,
+	// DefaultSessionTimeout (6s, the least a default broker accepts;
+	// kafka-go's own is 30s).
+	SessionTimeout time.Duration
+	// HeartbeatInterval is how often a member tells the coordinator it is
+	// alive. The answer to a heartbeat is also how a member learns that a
+	// rebalance started, because another member joined, left or died, so a
+	// member stops and rejoins at most one interval after a rebalance began,
+	// and the whole group waits for the slowest. Shorter makes every
+	// rebalance quicker at the cost of one small request per interval per
+	// member. It must be well below SessionTimeout (Kafka advises a third
+	// at most). If zero, DefaultHeartbeatInterval (250ms; kafka-go's is 3s).
 	HeartbeatInterval time.Duration
-	RebalanceTimeout  time.Duration
-
+	// RebalanceTimeout is how long the coordinator waits, once a rebalance
+	// began, for every member to rejoin, and then for every member to
+	// collect its assignment; a member that has not is dropped and the group
+	// goes on without it. A member that died without leaving therefore
+	// holds up a rebalance that another member's arrival or departure began
+	// for this long at most, instead of until its session expires, and Close
+	// can take this long when it comes during such a rebalance. A member of
+	// this package rejoins within about HeartbeatInterval plus MaxWait plus
+	// two connection setups, whatever its handler is doing (kafka-go
+	// rejoins from a goroutine of its own, unlike clients that rejoin only
+	// between batches), so the default leaves room for slow networks and
+	// TLS. A member that is late is dropped and joins again, costing one
+	// more rebalance; below a member's rejoin time, that repeats for ever.
+	// It must exceed HeartbeatInterval plus MaxWait. If zero,
+	// DefaultRebalanceTimeout (3s; kafka-go's is 30s).
+	RebalanceTimeout time.Duration
+	// JoinGroupBackoff is how long a member waits after a failed attempt to
+	// join the group (the coordinator moved or restarted, or dropped the
+	// member as late) before it tries again. Shorter rejoins sooner; each
+	// failed attempt costs a connection and a Warn log line, so during a
+	// broker outage a short backoff logs more. If zero,
+	// DefaultJoinGroupBackoff (250ms; kafka-go's is 5s).
+	JoinGroupBackoff time.Duration
 	// Dialer carries the reader's TLS, SASL and dialing settings. If nil,
 	// kafka-go's default dialer is used.
 	Dialer *kafkago.Dialer
@@ -140,8 +186,30 @@ func (cfg ConsumerConfig) withDefaults() (ConsumerConfig, error) {
 	case cfg.MaxWait == 0:
 		cfg.MaxWait = DefaultMaxWait
 	}
-	if cfg.SessionTimeout < 0 || cfg.HeartbeatInterval < 0 || cfg.RebalanceTimeout < 0 {
-		return cfg, dialect.Invalid("ConsumerConfig.SessionTimeout, HeartbeatInterval and RebalanceTimeout must not be negative; leave them 0 for kafka-go's defaults")
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"SessionTimeout", &cfg.SessionTimeout, DefaultSessionTimeout},
+		{"HeartbeatInterval", &cfg.HeartbeatInterval, DefaultHeartbeatInterval},
+		{"RebalanceTimeout", &cfg.RebalanceTimeout, DefaultRebalanceTimeout},
+		{"JoinGroupBackoff", &cfg.JoinGroupBackoff, DefaultJoinGroupBackoff},
+	} {
+		switch {
+		case *d.v < 0:
+			return cfg, dialect.Invalid("ConsumerConfig.%s %v is negative; leave it 0 for %v", d.name, *d.v, d.def)
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	if cfg.HeartbeatInterval*3 > cfg.SessionTimeout {
+		return cfg, dialect.Invalid("ConsumerConfig.HeartbeatInterval %v is more than a third of SessionTimeout %v: a member could miss its session over a lost heartbeat or two; lower HeartbeatInterval or raise SessionTimeout",
+			cfg.HeartbeatInterval, cfg.SessionTimeout)
+	}
+	if cfg.RebalanceTimeout <= cfg.HeartbeatInterval+cfg.MaxWait {
+		return cfg, dialect.Invalid("ConsumerConfig.RebalanceTimeout %v is not above HeartbeatInterval %v plus MaxWait %v, the time a member may need to notice a rebalance and stop fetching: members would be dropped from every rebalance; raise RebalanceTimeout",
+			cfg.RebalanceTimeout, cfg.HeartbeatInterval, cfg.MaxWait)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -389,6 +389,10 @@ func TestConsumerConfig(t *testing.T) {
 		{"attempts", func(c *kafka.ConsumerConfig) { c.MaxAttempts = -1 }, "MaxAttempts"},
 		{"backoff", func(c *kafka.ConsumerConfig) { c.RetryBackoff, c.MaxRetryBackoff = time.Second, time.Millisecond }, "MaxRetryBackoff"},
 		{"offset", func(c *kafka.ConsumerConfig) { c.StartOffset = 42 }, "StartOffset"},
+		{"session", func(c *kafka.ConsumerConfig) { c.SessionTimeout = -time.Second }, "SessionTimeout"},
+		{"join backoff", func(c *kafka.ConsumerConfig) { c.JoinGroupBackoff = -time.Second }, "JoinGroupBackoff"},
+		{"heartbeat", func(c *kafka.ConsumerConfig) { c.HeartbeatInterval = 3 * time.Second }, "more than a third of SessionTimeout"},
+		{"rebalance", func(c *kafka.ConsumerConfig) { c.RebalanceTimeout = 700 * time.Millisecond }, "RebalanceTimeout"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := ok

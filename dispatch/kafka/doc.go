@@ -102,6 +102,38 @@
 // "kafka:<topic>:<partition>:<offset>" (see DerivedID), which is the same on
 // every redelivery.
 //
+// # Consumer groups
+//
+// Consumers sharing a GroupID split the topics' partitions between them.
+// When a member joins, leaves or dies, the group rebalances: every member
+// stops, rejoins and is given partitions anew, so a rebalance pauses the
+// whole group for a moment. ConsumerConfig's SessionTimeout,
+// HeartbeatInterval, RebalanceTimeout and JoinGroupBackoff say how soon,
+// and their defaults (6s, 250ms, 3s and 250ms, in place of kafka-go's 30s,
+// 3s, 30s and 5s) make a group recover quickly:
+//
+//   - a member that calls Close leaves its group at once, and the others
+//     read its partitions within a second;
+//   - a member that dies without leaving (a crash, SIGKILL, a lost
+//     machine) is noticed only when its session expires: its partitions
+//     are read again within SessionTimeout plus a second or two;
+//   - partitions added to a topic are read within seconds.
+//
+// Their field comments weigh what each costs; docs/kafka.md has the
+// measurements. Whatever the settings, a message whose offset was not
+// committed when its partition moved is delivered again to the new owner,
+// and the inbox makes that harmless.
+//
+// # Stopping
+//
+// Call Close when the program is told to stop, so that the member leaves
+// its group at once instead of being waited for until its session expires:
+//
+//	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+//	defer stop()
+//	err := consumer.Run(ctx) // returns nil once the signal came
+//	consumer.Close()         // leaves the group; the others take over
+//
 // # Dead letters
 //
 // A failed delivery is retried with exponential backoff and jitter, holding
