@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -199,8 +200,9 @@ func TestRelayKillChild(t *testing.T) {
 	defer logFile.Close()
 	c := &killConsumer{db: db, log: logFile, id: os.Getenv(envKillID)}
 	cfg := outbox.RelayConfig{
-		// Polling at least every 50ms: on SQLite nothing wakes a relay in
-		// another process, and both should take part before the kill.
+		// Polling at least every 50ms: on SQLite and MySQL nothing wakes a
+		// relay in another process, and both should take part before the
+		// kill.
 		ID: os.Getenv(envKillID), BatchSize: killBatch, LeaseDuration: 4 * time.Second, MaxPollInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
@@ -250,55 +252,101 @@ func (c *killConsumer) Publish(ctx context.Context, batch []outbox.Message) erro
 		return err
 	}
 	time.Sleep(15 * time.Millisecond) // a broker's latency, so the kill lands mid-drain
-	d := c.db.Dialect()
 	tx, err := c.db.SQL().BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	var rows *sql.Rows
-	if c.db.Setup.IsPostgres() {
-		rows, err = tx.QueryContext(ctx, `INSERT INTO keel_inbox (handler, message_id, processed_at)
-SELECT 'kill', id, now() FROM unnest($1::text[]) AS id ON CONFLICT DO NOTHING RETURNING message_id`, d.Strings(ids))
-	} else {
-		rows, err = tx.QueryContext(ctx, `INSERT INTO keel_inbox (handler, message_id, processed_at)
-SELECT 'kill', value, 0 FROM json_each(?) WHERE true ON CONFLICT DO NOTHING RETURNING message_id`, d.Strings(ids))
-	}
+	freshIDs, err := c.record(ctx, tx, ids)
 	if err != nil {
 		return err
 	}
-	var fresh []outbox.Message
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
+	if len(freshIDs) > 0 {
+		fresh := make([]outbox.Message, len(freshIDs))
+		for i, id := range freshIDs {
+			fresh[i] = byID[id]
 		}
-		fresh = append(fresh, byID[id])
-	}
-	if err := rows.Close(); err != nil {
-		return err
-	}
-	if len(fresh) > 0 {
-		ks, vs, fids := make([]string, len(fresh)), make([]int64, len(fresh)), make([]string, len(fresh))
-		for i, m := range fresh {
-			fids[i], ks[i], vs[i] = m.ID, m.Key, m.AggregateVersion
-		}
-		if c.db.Setup.IsPostgres() {
-			_, err = tx.ExecContext(ctx, `INSERT INTO kill_effects (message_id, k, v) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])`,
-				d.Strings(fids), d.Strings(ks), d.Int64s(vs))
-		} else {
-			rowsJSON := make([][3]any, len(fresh))
-			for i := range fresh {
-				rowsJSON[i] = [3]any{fids[i], ks[i], vs[i]}
-			}
-			js, _ := json.Marshal(rowsJSON)
-			_, err = tx.ExecContext(ctx, `INSERT INTO kill_effects (message_id, k, v)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?)`, string(js))
-		}
-		if err != nil {
+		if err := c.apply(ctx, tx, fresh); err != nil {
 			return err
 		}
 	}
 	return tx.Commit()
+}
+
+// record writes the inbox rows of ids in tx and returns the ids that were
+// not there yet: the messages to apply.
+func (c *killConsumer) record(ctx context.Context, tx *sql.Tx, ids []string) ([]string, error) {
+	d := c.db.Dialect()
+	if c.db.Setup.IsMySQL() {
+		// MySQL has no INSERT ... RETURNING: read which ids the inbox
+		// holds, insert the others. A concurrent insert of one of them
+		// fails this INSERT on the primary key, and the batch is retried.
+		const list = `JSON_TABLE(?, '$[*]' COLUMNS (v VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$')) AS l`
+		seen, err := scanStrings(tx.QueryContext(ctx, `SELECT i.message_id FROM `+list+`
+JOIN keel_inbox i ON i.handler = 'kill' AND i.message_id = l.v`, d.Strings(ids)))
+		if err != nil {
+			return nil, err
+		}
+		held := make(map[string]bool, len(seen))
+		for _, id := range seen {
+			held[id] = true
+		}
+		fresh := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return held[id] })
+		if len(fresh) == 0 {
+			return nil, nil
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO keel_inbox (handler, message_id, processed_at)
+SELECT 'kill', v, UTC_TIMESTAMP(6) FROM `+list, d.Strings(fresh))
+		return fresh, err
+	}
+	if c.db.Setup.IsPostgres() {
+		return scanStrings(tx.QueryContext(ctx, `INSERT INTO keel_inbox (handler, message_id, processed_at)
+SELECT 'kill', id, now() FROM unnest($1::text[]) AS id ON CONFLICT DO NOTHING RETURNING message_id`, d.Strings(ids)))
+	}
+	return scanStrings(tx.QueryContext(ctx, `INSERT INTO keel_inbox (handler, message_id, processed_at)
+SELECT 'kill', value, 0 FROM json_each(?) WHERE true ON CONFLICT DO NOTHING RETURNING message_id`, d.Strings(ids)))
+}
+
+// apply writes the effects of msgs in tx.
+func (c *killConsumer) apply(ctx context.Context, tx *sql.Tx, msgs []outbox.Message) error {
+	if c.db.Setup.IsPostgres() {
+		ids, ks, vs := make([]string, len(msgs)), make([]string, len(msgs)), make([]int64, len(msgs))
+		for i, m := range msgs {
+			ids[i], ks[i], vs[i] = m.ID, m.Key, m.AggregateVersion
+		}
+		d := c.db.Dialect()
+		_, err := tx.ExecContext(ctx, `INSERT INTO kill_effects (message_id, k, v) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])`,
+			d.Strings(ids), d.Strings(ks), d.Int64s(vs))
+		return err
+	}
+	rows := make([][3]any, len(msgs))
+	for i, m := range msgs {
+		rows[i] = [3]any{m.ID, m.Key, m.AggregateVersion}
+	}
+	js, _ := json.Marshal(rows)
+	query := `INSERT INTO kill_effects (message_id, k, v)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?)`
+	if c.db.Setup.IsMySQL() {
+		query = `INSERT INTO kill_effects (message_id, k, v)
+SELECT id, k, v FROM JSON_TABLE(?, '$[*]' COLUMNS (id VARCHAR(255) PATH '$[0]', k VARCHAR(512) PATH '$[1]', v BIGINT PATH '$[2]')) AS l`
+	}
+	_, err := tx.ExecContext(ctx, query, string(js))
+	return err
+}
+
+// scanStrings reads the single text column of rows.
+func scanStrings(rows *sql.Rows, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
 }
