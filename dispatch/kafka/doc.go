@@ -97,10 +97,9 @@
 // between the handler's commit and the offset commit delivers the message
 // again: handlers record each message id in an inbox row in the same
 // transaction as their effects, and the second delivery has no effect. A
-// record produced without keel headers (or with an empty keel-message-id) is
-// given the id
-// "kafka:<topic>:<partition>:<offset>" (see DerivedID), which is the same on
-// every redelivery.
+// record produced without keel headers (or with an empty keel-message-id)
+// is given the id "kafka:<topic>:<partition>:<offset>" (see DerivedID),
+// which is the same on every redelivery.
 //
 // # Consumer groups
 //
