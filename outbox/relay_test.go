@@ -322,7 +322,7 @@ func TestEnqueueNotifiesOncePerCall(t *testing.T) {
 
 func TestRelayLateCommit(t *testing.T) {
 	eachSetup(t, func(t *testing.T, s testdb.Setup) {
-		if !s.IsPostgres() {
+		if !s.IsPostgres() && !s.IsMySQL() {
 			t.Skip("SQLite has one writer at a time: a transaction holding a lower seq blocks later writers until it commits, so rows cannot commit out of seq order")
 		}
 		ctx := context.Background()
@@ -354,6 +354,62 @@ func TestRelayLateCommit(t *testing.T) {
 		got := rec.messages()
 		if len(got) != 3 || got[2].Name != "late" || got[2].Seq >= got[0].Seq {
 			t.Fatalf("got %v; want the late row, with the lowest seq, delivered last", got)
+		}
+	})
+}
+
+// TestRelaySettlesBesideOpenTransactions checks that a transaction holding
+// an uncommitted outbox row keeps no relay from settling other rows: it
+// deletes delivered rows, marks them delivered for retention and records
+// failures at once. Before, on MariaDB, each of these statements scanned a
+// small outbox and waited on the uncommitted row until the settle timeout
+// ran out, and the batch was published again.
+func TestRelaySettlesBesideOpenTransactions(t *testing.T) {
+	eachSetup(t, func(t *testing.T, s testdb.Setup) {
+		if !s.IsPostgres() && !s.IsMySQL() {
+			t.Skip("SQLite has one writer at a time: an open write transaction blocks every other writer, the relay's too")
+		}
+		ctx := context.Background()
+		db := testdb.Open(t, s)
+		ob := newOutbox(t, db.Store)
+		open, err := db.SQL().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = open.Rollback() }()
+		if err := ob.EnqueueTx(ctx, open, outbox.Message{Name: "open", Key: "open", Payload: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name    string
+			cfg     outbox.RelayConfig
+			fail    bool
+			settled string // counts the batch's rows in their settled state
+			want    int
+		}{
+			{"delete", outbox.RelayConfig{}, false, "SELECT COUNT(*) FROM keel_outbox WHERE name = 'delete'", 0},
+			{"retain", outbox.RelayConfig{Retention: time.Hour}, false, "SELECT COUNT(*) FROM keel_outbox WHERE name = 'retain' AND state = 1", 2},
+			{"fail", outbox.RelayConfig{RetryBackoff: time.Hour}, true, "SELECT COUNT(*) FROM keel_outbox WHERE name = 'fail' AND state = 0 AND attempts = 1", 2},
+		} {
+			if err := ob.Enqueue(ctx, outbox.Message{Name: tc.name, Key: "a", Payload: []byte{}}, outbox.Message{Name: tc.name, Key: "b", Payload: []byte{}}); err != nil {
+				t.Fatal(err)
+			}
+			rec := &recorder{}
+			if tc.fail {
+				rec.setFail(func(outbox.Message) error { return errBroker })
+			}
+			r := newRelay(t, db.Store, rec, tc.cfg)
+			start := time.Now()
+			n, err := r.Drain(ctx)
+			if took := time.Since(start); err != nil || took > 3*time.Second {
+				t.Fatalf("%s: Drain = %d, %v after %v; want it to settle at once beside the open transaction", tc.name, n, err, took)
+			}
+			if got := testdb.Count(t, db, tc.settled); got != tc.want {
+				t.Fatalf("%s: %s = %d, want %d", tc.name, tc.settled, got, tc.want)
+			}
+		}
+		if err := open.Commit(); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
