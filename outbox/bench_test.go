@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,11 +15,12 @@ import (
 // Run with, for example:
 //
 //	KEEL_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
+//	KEEL_TEST_MYSQL='root@tcp(127.0.0.1:3306)/test' \
 //	    go test -run '^$' -bench . -benchtime 1x ./outbox/
 //
 // Every benchmark runs once per setup (sqlite-mattn, sqlite-modernc,
-// postgres-pq, postgres-pgx); PostgreSQL setups skip when KEEL_TEST_POSTGRES
-// is unset.
+// postgres-pq, postgres-pgx, mariadb); PostgreSQL setups skip when
+// KEEL_TEST_POSTGRES is unset, MariaDB when KEEL_TEST_MYSQL is.
 
 var nopPublisher = outbox.PublisherFunc(func(context.Context, []outbox.Message) error { return nil })
 
@@ -79,17 +81,12 @@ func baselineDrain(b *testing.B, db testdb.DB) int {
 // baselineBatch is the simplest correct loop body a person would write by
 // hand, with no leases, ordering per key or failure handling: in one
 // transaction, select up to 1,000 pending rows in seq order, publish them,
-// delete them by seq (the list travels as one parameter, as the relay's
-// does) and commit. It returns how many rows it handled.
+// delete them by seq and commit. It returns how many rows it handled.
 func baselineBatch(ctx context.Context, db testdb.DB, publish func([]outbox.Message)) (int, error) {
 	table := db.Table("outbox")
 	sel := `SELECT seq, id, topic, partition_key, name, aggregate_type, aggregate_id, aggregate_version, payload, headers,
        correlation_id, causation_id, occurred_at, created_at, attempts
 FROM ` + table + ` WHERE state = 0 ORDER BY seq LIMIT 1000`
-	del := "DELETE FROM " + table + " WHERE seq = ANY($1::bigint[])"
-	if !db.Setup.IsPostgres() {
-		del = "DELETE FROM " + table + " WHERE seq IN (SELECT value FROM json_each(?))"
-	}
 	tx, err := db.SQL().BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -120,10 +117,30 @@ FROM ` + table + ` WHERE state = 0 ORDER BY seq LIMIT 1000`
 		return 0, nil
 	}
 	publish(msgs)
-	if _, err := tx.ExecContext(ctx, del, db.Dialect().Int64s(seqs)); err != nil {
+	del, args := baselineDelete(db, table, seqs)
+	if _, err := tx.ExecContext(ctx, del, args...); err != nil {
 		return 0, err
 	}
 	return len(seqs), tx.Commit()
+}
+
+// baselineDelete is the DELETE of baselineBatch. On PostgreSQL and SQLite
+// the list travels as one parameter, as the relay's does. On MySQL a person
+// writes the seqs as a plain IN list, one placeholder each: with the
+// driver's interpolateParams it is one round trip, and the server reads an
+// IN list of constants through the primary key, locking only those rows.
+func baselineDelete(db testdb.DB, table string, seqs []int64) (string, []any) {
+	switch {
+	case db.Setup.IsPostgres():
+		return "DELETE FROM " + table + " WHERE seq = ANY($1::bigint[])", []any{db.Dialect().Int64s(seqs)}
+	case db.Setup.IsMySQL():
+		args := make([]any, len(seqs))
+		for i, seq := range seqs {
+			args[i] = seq
+		}
+		return "DELETE FROM " + table + " WHERE seq IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(seqs)), ", ") + ")", args
+	}
+	return "DELETE FROM " + table + " WHERE seq IN (SELECT value FROM json_each(?))", []any{db.Dialect().Int64s(seqs)}
 }
 
 // BenchmarkIdleLatency measures, for an idle consumer, the time from an
