@@ -71,7 +71,7 @@ func TestGetForUpdateBlocks(t *testing.T) {
 			select {
 			case r := <-done:
 				t.Fatalf("second GetForUpdate returned while the first transaction held the row: %+v", r)
-			case <-time.After(time.Millisecond):
+			case <-time.After(probe.every):
 			}
 		}
 
@@ -108,8 +108,9 @@ func TestGetForUpdateBlocks(t *testing.T) {
 // lockProbe asks a server with row locks which connection a transaction
 // runs on, and whether that connection waits on a lock.
 type lockProbe struct {
-	conn    string // the current connection's id
-	waiting string // 1 if the connection with the id (?) waits on a lock, else 0
+	conn    string        // the current connection's id
+	waiting string        // 1 if the connection with the id (?) waits on a lock, else 0
+	every   time.Duration // how often to ask
 }
 
 // lockProbes has the probes of the dialects with row locks, by dialect name.
@@ -117,9 +118,13 @@ var lockProbes = map[string]lockProbe{
 	"postgres": {
 		conn:    "SELECT pg_backend_pid()",
 		waiting: "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = ? AND wait_event_type = 'Lock'",
+		every:   time.Millisecond,
 	},
 	"mysql": {
 		conn:    "SELECT CONNECTION_ID()",
 		waiting: "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = ? AND trx_state = 'LOCK WAIT'",
+		// InnoDB refreshes the table only when nobody has read it for
+		// 100ms, so asking more often would read a stale copy forever.
+		every: 150 * time.Millisecond,
 	},
 }
