@@ -301,3 +301,46 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 }
+
+// TestConflictReportsStoredVersion guards ConflictError.Actual in a
+// transaction that read before another writer committed. Before, on MySQL
+// (REPEATABLE READ) the version read after a failed write came from the
+// transaction's snapshot: a stale update reported "loaded at version 1 but
+// version 1 is stored", a taken id "version 0 is already stored", and a
+// deleted row was still at its old version. Now that read sees the
+// committed row.
+func TestConflictReportsStoredVersion(t *testing.T) {
+	t.Parallel()
+	eachKind(t, func(t *testing.T, db testdb.DB, repo repository.Repository[*Account]) {
+		if _, rowLocks := lockProbes[db.Setup.Dialect]; !rowLocks {
+			t.Skip("SQLite takes the write lock at BEGIN, so no other writer commits during a transaction")
+		}
+		ctx := context.Background()
+		q := db.SQL()
+		mustSave(t, repo, q, newAccount("a1", "Ada"))
+		mustSave(t, repo, q, newAccount("c1", "Cy"))
+
+		tx := begin(t, db)
+		stale := mustGet(t, repo, tx, "a1") // the transaction's first read
+		gone := mustGet(t, repo, tx, "c1")
+		if _, err := repo.Get(ctx, tx, "b1"); !errors.Is(err, repository.ErrNotFound) {
+			t.Fatalf("Get(b1) = %v, want ErrNotFound", err)
+		}
+
+		// Meanwhile another writer updates a1, creates b1 and deletes c1.
+		fresh := mustGet(t, repo, q, "a1")
+		fresh.Balance = 5
+		mustSave(t, repo, q, fresh)
+		mustSave(t, repo, q, newAccount("b1", "Bob"))
+		if err := repo.Delete(ctx, q, mustGet(t, repo, q, "c1")); err != nil {
+			t.Fatal(err)
+		}
+
+		stale.Balance = 9
+		wantConflict(t, repo.Save(ctx, tx, stale), "a1", 1, 2)
+		wantConflict(t, repo.Delete(ctx, tx, stale), "a1", 1, 2)
+		wantConflict(t, repo.Save(ctx, tx, newAccount("b1", "Eve")), "b1", 0, 1)
+		gone.Balance = 1
+		wantConflict(t, repo.Save(ctx, tx, gone), "c1", 1, 0)
+	})
+}

@@ -92,7 +92,13 @@ func (c *core[T]) build(t table) {
 	c.deleteSQL = rb("DELETE FROM " + t.name + where + " AND " + t.version + " = ?")
 	c.getSQL = rb("SELECT " + strings.Join(append([]string{t.version}, t.columns...), ", ") + " FROM " + t.name + where)
 	c.getForUpdateSQL = c.getSQL + c.d.ForUpdate()
-	c.versionSQL = rb("SELECT " + t.version + " FROM " + t.name + where)
+	// The version is read to explain a write that matched no row, so it
+	// must be the committed one, not the transaction's snapshot.
+	current := ""
+	if cr, ok := c.d.(dialect.CurrentReader); ok {
+		current = cr.ReadCurrent()
+	}
+	c.versionSQL = rb("SELECT " + t.version + " FROM " + t.name + where + current)
 	c.existsSQL = rb("SELECT 1 FROM " + t.name + where)
 }
 

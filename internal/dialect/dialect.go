@@ -86,6 +86,16 @@ type SessionChecker interface {
 	CheckSession(ctx context.Context, db *sql.DB) error
 }
 
+// CurrentReader is implemented by dialects whose plain reads inside a
+// transaction can be older than its writes: under InnoDB's REPEATABLE READ
+// an UPDATE finds the latest committed row, while a SELECT after it still
+// reads the snapshot of the transaction's first read.
+type CurrentReader interface {
+	// ReadCurrent is appended to a single-row SELECT so that it reads the
+	// latest committed row, with the weakest lock that does.
+	ReadCurrent() string
+}
+
 // Class is the kind of a driver error, as far as keel cares.
 type Class int
 

@@ -170,6 +170,13 @@ func (my) InsertIfAbsent(table string, columns, key []string) string {
 
 func (my) ForUpdate() string { return " FOR UPDATE" }
 
+// ReadCurrent reads the latest committed row instead of the REPEATABLE
+// READ snapshot. There its shared lock adds no wait after a failed write:
+// InnoDB already holds a lock on the row an UPDATE or DELETE found by key,
+// and on the key a duplicate INSERT found. MariaDB has no FOR SHARE; both
+// servers accept LOCK IN SHARE MODE.
+func (my) ReadCurrent() string { return " LOCK IN SHARE MODE" }
+
 // MaxInsertRows keeps a 14-column INSERT well under the protocol's limit of
 // 65,535 placeholders.
 func (my) MaxInsertRows() int { return 1000 }
