@@ -25,7 +25,7 @@ func BenchmarkLoadSave(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			exec(b, tdb, accountsDDL("accounts"))
+			exec(b, tdb, accountsDDL(tdb, "accounts"))
 			tbl, err := repository.NewTable(tdb.Store, repository.TableConfig[*Account]{
 				Table: "accounts", Type: "account", New: newAccountFunc,
 				Columns: []string{"owner", "balance"}, Fields: accountFields,

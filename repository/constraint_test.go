@@ -45,19 +45,19 @@ type fleet struct {
 
 func newFleet(t *testing.T, db testdb.DB) fleet {
 	t.Helper()
-	// Keyed and unique columns are VARCHAR, which MySQL can index whole;
-	// the referencing column has the type of the key it references.
+	// Unique columns are VARCHAR, which MySQL can index whole; the
+	// referencing column has the type of the key it references.
 	exec(t, db, `CREATE TABLE drivers (
-		id      `+keyType+` PRIMARY KEY,
+		id      `+keyType(db)+` PRIMARY KEY,
 		version BIGINT NOT NULL,
 		name    TEXT NOT NULL,
 		ssn     VARCHAR(64) NOT NULL,
 		CONSTRAINT drivers_ssn_key UNIQUE (ssn))`)
 	exec(t, db, `CREATE TABLE vehicles (
-		id        `+keyType+` PRIMARY KEY,
+		id        `+keyType(db)+` PRIMARY KEY,
 		version   BIGINT NOT NULL,
 		plate     TEXT NOT NULL,
-		driver_id `+keyType+`,
+		driver_id `+keyType(db)+`,
 		CONSTRAINT vehicles_driver_fkey FOREIGN KEY (driver_id) REFERENCES drivers (id),
 		CONSTRAINT vehicles_one_driver UNIQUE (driver_id))`)
 	drivers, err := repository.NewTable(db.Store, repository.TableConfig[*Driver]{

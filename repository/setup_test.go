@@ -51,7 +51,7 @@ var kinds = []kind{
 		return r
 	}},
 	{"table", func(t *testing.T, db testdb.DB) repository.Repository[*Account] {
-		exec(t, db, accountsDDL("accounts"))
+		exec(t, db, accountsDDL(db, "accounts"))
 		r, err := repository.NewTable(db.Store, repository.TableConfig[*Account]{
 			Table:   "accounts",
 			Type:    "account",
@@ -66,7 +66,7 @@ var kinds = []kind{
 	}},
 	{"table-tags", func(t *testing.T, db testdb.DB) repository.Repository[*Account] {
 		exec(t, db, `CREATE TABLE tagged_accounts (
-			account_id `+keyType+` PRIMARY KEY, rev BIGINT NOT NULL, owner TEXT NOT NULL, balance BIGINT NOT NULL)`)
+			account_id `+keyType(db)+` PRIMARY KEY, rev BIGINT NOT NULL, owner TEXT NOT NULL, balance BIGINT NOT NULL)`)
 		r, err := repository.NewTable(db.Store, repository.TableConfig[*Account]{
 			Table:         "tagged_accounts",
 			Type:          "account",
@@ -81,14 +81,20 @@ var kinds = []kind{
 	}},
 }
 
-// keyType is the column type of the tables' ids on every dialect. MySQL
-// cannot index a TEXT column whole, and VARCHAR(512) holds the longest id
-// keel accepts (dialect.MaxKeyBytes) on all of them.
-const keyType = "VARCHAR(512)"
+// keyType is the column type of the tables' ids, holding the longest id
+// keel accepts (dialect.MaxKeyBytes) and comparing byte for byte, as
+// TableConfig.IDColumn asks. MySQL cannot index a TEXT column whole, and
+// its text collations pad, so "acc-1 " would be "acc-1" there.
+func keyType(db testdb.DB) string {
+	if db.Setup.IsMySQL() {
+		return "VARBINARY(512)"
+	}
+	return "VARCHAR(512)"
+}
 
-func accountsDDL(table string) string {
+func accountsDDL(db testdb.DB, table string) string {
 	return "CREATE TABLE " + table + ` (
-		id      ` + keyType + ` PRIMARY KEY,
+		id      ` + keyType(db) + ` PRIMARY KEY,
 		version BIGINT NOT NULL,
 		owner   TEXT NOT NULL,
 		balance BIGINT NOT NULL)`

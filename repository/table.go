@@ -26,6 +26,13 @@ type TableConfig[T aggregate.Aggregate] struct {
 	New func() T
 	// IDColumn is the primary-key column holding the aggregate id. If
 	// empty, "id" is used.
+	//
+	// Ids are compared byte for byte on every dialect, so the column must
+	// hold up to 512 bytes and compare that way too. On MySQL that means
+	// VARCHAR(512) (a TEXT column cannot be a key) with a binary collation
+	// that does not pad, such as utf8mb4_nopad_bin on MariaDB or
+	// utf8mb4_0900_bin on MySQL 8, or VARBINARY(512): under the default
+	// collations "acc-1", "Acc-1" and "acc-1 " are one id.
 	IDColumn string
 	// VersionColumn is the integer column holding the aggregate version. If
 	// empty, "version" is used.
