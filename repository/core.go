@@ -149,9 +149,11 @@ func (c *core[T]) Get(ctx context.Context, q Querier, id string) (T, error) {
 // GetForUpdate is Get that also locks the aggregate's row until q's
 // transaction ends, for commands that would otherwise conflict often.
 //
-// On PostgreSQL it reads with SELECT ... FOR UPDATE: a second transaction
-// calling GetForUpdate for the same id waits until the first commits or
-// rolls back, then reads the committed state. SQLite has no row locks; it
+// On PostgreSQL and MySQL it reads with SELECT ... FOR UPDATE: a second
+// transaction calling GetForUpdate for the same id waits until the first
+// commits or rolls back, then reads the committed state (on MySQL, even
+// under REPEATABLE READ, whose plain reads see the transaction's
+// snapshot). SQLite has no row locks; it
 // locks the whole database for writing instead. Open it with
 // _txlock=immediate (sqlite.DSNOptions) so that every transaction takes
 // the write lock at BEGIN: the read is then already serialised, and

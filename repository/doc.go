@@ -58,7 +58,7 @@
 //
 // Where conflicts would be frequent, GetForUpdate loads the aggregate and
 // locks it until the transaction ends, so concurrent commands queue instead
-// of failing. PostgreSQL reads with SELECT ... FOR UPDATE. SQLite has no
+// of failing. PostgreSQL and MySQL read with SELECT ... FOR UPDATE. SQLite has no
 // row locks; open it with _txlock=immediate and every transaction takes the
 // database's write lock at BEGIN, which serialises the read already.
 //

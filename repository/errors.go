@@ -66,9 +66,10 @@ func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 // table an aggregate is stored in. It matches ErrUniqueViolation or
 // ErrForeignKeyViolation, and unwraps to the driver's error.
 type ConstraintError struct {
-	// Constraint names the violated constraint. PostgreSQL reports its name
-	// ("drivers_ssn_key"); SQLite reports the columns of a unique constraint
-	// ("drivers.ssn") and nothing for a foreign key.
+	// Constraint names the violated constraint. PostgreSQL and MySQL
+	// report its name ("drivers_ssn_key"; on MySQL, the name of a unique
+	// constraint's index); SQLite reports the columns of a unique
+	// constraint ("drivers.ssn") and nothing for a foreign key.
 	Constraint string
 	// Err is the driver's error.
 	Err error
