@@ -1,14 +1,15 @@
 -- keel schema for MySQL 8 and MariaDB 10.6+, version 1. {{p}} is replaced
 -- by the validated table prefix. Timestamps are DATETIME(6) in UTC. Text
 -- that keys a row is compared byte for byte (utf8mb4_bin), as on the other
--- dialects: "Acc-1" and "acc-1" are different ids. Indexes are declared
--- with their tables, since MySQL has no CREATE INDEX IF NOT EXISTS.
+-- dialects: "Acc-1", "acc-1" and "acc-1 " are different ids. Key columns
+-- are VARBINARY, since every utf8mb4 _bin collation both servers share pads
+-- with spaces. Indexes are declared with their tables, since MySQL has no
+-- CREATE INDEX IF NOT EXISTS.
 
--- State-stored aggregates in the ready document table. The key fits
--- InnoDB's 3072-byte limit: (255 + 512) characters of at most 4 bytes.
+-- State-stored aggregates in the ready document table.
 CREATE TABLE IF NOT EXISTS {{p}}aggregates (
-    aggregate_type VARCHAR(255) NOT NULL,
-    aggregate_id   VARCHAR(512) NOT NULL,
+    aggregate_type VARBINARY(255) NOT NULL,
+    aggregate_id   VARBINARY(512) NOT NULL,
     version        BIGINT       NOT NULL,
     state          LONGTEXT     NOT NULL,
     created_at     DATETIME(6)  NOT NULL,
@@ -24,9 +25,9 @@ CREATE TABLE IF NOT EXISTS {{p}}aggregates (
 -- key's pending rows.
 CREATE TABLE IF NOT EXISTS {{p}}outbox (
     seq               BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
-    id                VARCHAR(255) NOT NULL,
+    id                VARBINARY(255) NOT NULL,
     topic             TEXT         NOT NULL DEFAULT (''),
-    partition_key     VARCHAR(512) NOT NULL,
+    partition_key     VARBINARY(512) NOT NULL,
     partition_no      INT          NOT NULL,
     name              TEXT         NOT NULL,
     aggregate_type    TEXT         NOT NULL DEFAULT (''),
@@ -56,20 +57,20 @@ CREATE TABLE IF NOT EXISTS {{p}}outbox (
 -- Relay leases: one row per hash partition of the partition key.
 CREATE TABLE IF NOT EXISTS {{p}}outbox_leases (
     partition_no INT          NOT NULL PRIMARY KEY,
-    owner        VARCHAR(255) NOT NULL DEFAULT '',
+    owner        VARBINARY(255) NOT NULL DEFAULT '',
     expires_at   DATETIME(6)  NOT NULL
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Live relays, so each can take a fair share of the partitions.
 CREATE TABLE IF NOT EXISTS {{p}}outbox_relays (
-    id         VARCHAR(255) NOT NULL PRIMARY KEY,
+    id         VARBINARY(255) NOT NULL PRIMARY KEY,
     expires_at DATETIME(6)  NOT NULL
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Consumer inbox: one row per handler and message that took effect.
 CREATE TABLE IF NOT EXISTS {{p}}inbox (
-    handler      VARCHAR(255) NOT NULL,
-    message_id   VARCHAR(255) NOT NULL,
+    handler      VARBINARY(255) NOT NULL,
+    message_id   VARBINARY(255) NOT NULL,
     processed_at DATETIME(6)  NOT NULL,
     PRIMARY KEY (handler, message_id),
     KEY {{p}}inbox_processed_idx (processed_at)
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS {{p}}inbox (
 
 -- Idempotency keys of commands already applied.
 CREATE TABLE IF NOT EXISTS {{p}}idempotency (
-    `key`      VARCHAR(255) NOT NULL PRIMARY KEY,
+    `key`      VARBINARY(255) NOT NULL PRIMARY KEY,
     result     LONGBLOB     NULL,
     created_at DATETIME(6)  NOT NULL,
     KEY {{p}}idempotency_created_idx (created_at)
