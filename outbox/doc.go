@@ -71,7 +71,7 @@
 // while its leases have more than PublishTimeout left.
 //
 // Lease times come from each relay's clock, passed as query parameters on
-// both dialects: relay hosts need clocks synchronised (NTP) to well within
+// every dialect: relay hosts need clocks synchronised (NTP) to well within
 // LeaseDuration/3.
 //
 // # Guarantees
@@ -133,6 +133,11 @@
 //
 // On PostgreSQL, the claim's plan relies on table statistics, as autovacuum
 // keeps them; after bulk-loading an outbox by hand, run ANALYZE.
+//
+// MySQL and MariaDB have no LISTEN: units of work and Enqueue wake the
+// relays of their own process at commit, and relays in other processes find
+// new rows by polling, within MaxPollInterval. Open the database with the
+// options of mysql.DSNOptions.
 //
 // On SQLite one connection writes at a time: relays in several processes
 // work, but their writes queue behind each other and behind the
