@@ -110,8 +110,8 @@ func Standard(in, inText func(expr string) string) SQL {
 		// The condition repeats the predicate of outbox_blocked_idx word for
 		// word so that the planner probes that small partial index rather
 		// than the table.
-		"(b.state = 2 OR (b.state = 0 AND b.attempts > 0))",
-		"(b.state = 2 OR (b.state = 0 AND b.attempts > 0)) AND b.state = 0")
+		NoEarlier("(b.state = 2 OR (b.state = 0 AND b.attempts > 0))"),
+		NoEarlier("(b.state = 2 OR (b.state = 0 AND b.attempts > 0)) AND b.state = 0"))
 	parked := `SELECT ` + MessageColumns + `, o.last_error, o.next_attempt_at
 FROM {p}outbox o
 WHERE o.state = 2 AND o.seq > ?`
@@ -166,30 +166,36 @@ FROM {p}outbox WHERE state = 0`,
 }
 
 // Claims returns the four claim statements (Claim, ClaimSkip, ClaimExcept,
-// ClaimSkipExcept) for a dialect's list tests and its predicates on a row b
-// that holds back later rows of its key: held under ParkKey (failed or
-// parked), retrying under SkipMessage (failed only).
+// ClaimSkipExcept) for a dialect's list tests and its conditions on a
+// claimed row o that no earlier row of its key holds it back: held under
+// ParkKey (no earlier failed or parked row), retrying under SkipMessage (no
+// earlier failed row). NoEarlier writes such a condition.
 func Claims(in, inText func(expr string) string, held, retrying string) (claim, skip, except, skipExcept string) {
-	build := func(blocked, except string) string {
+	build := func(free, except string) string {
 		// The oldest pending rows of the leased partitions, read in seq
 		// order: oldest first is fair across partitions, and a batch of
 		// neighbouring rows keeps the pages its settle statement rewrites
 		// few. "+ 0" keeps the partition list out of index conditions: on a
 		// table without statistics a planner would otherwise read every
-		// pending row through the partition index and sort them. A row may
-		// go out only if no earlier row of its key holds it back.
+		// pending row through the partition index and sort them.
 		return `SELECT ` + MessageColumns + `
 FROM {p}outbox o
 WHERE o.state = 0 AND ` + in("o.partition_no + 0") + `
   AND (o.attempts = 0 OR o.next_attempt_at IS NULL OR o.next_attempt_at <= ?)` + except + `
-  AND NOT EXISTS (SELECT 1 FROM {p}outbox b
-      WHERE b.partition_no = o.partition_no AND b.partition_key = o.partition_key AND b.seq < o.seq
-        AND ` + blocked + `)
+  AND ` + free + `
 ORDER BY o.seq
 LIMIT ?`
 	}
 	not := "\n  AND NOT (" + inText("o.partition_key") + ")"
 	return build(held, ""), build(retrying, ""), build(held, not), build(retrying, not)
+}
+
+// NoEarlier is the condition that no earlier row b of the claimed row o's
+// key matches pred.
+func NoEarlier(pred string) string {
+	return `NOT EXISTS (SELECT 1 FROM {p}outbox b
+      WHERE b.partition_no = o.partition_no AND b.partition_key = o.partition_key AND b.seq < o.seq
+        AND ` + pred + `)`
 }
 
 // MessageColumns are the outbox columns a relay reads for each message, in

@@ -69,9 +69,13 @@ var sqlText = func() dialect.SQL {
 		return expr + " IN (SELECT v FROM JSON_TABLE(?, '$[*]' COLUMNS (v VARCHAR(512) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$')) AS l)"
 	}
 	q := dialect.Standard(in, inText)
-	// The generated column blocked stands for the held-back predicate,
-	// through outbox_blocked_idx.
-	q.Claim, q.ClaimSkip, q.ClaimExcept, q.ClaimSkipExcept = dialect.Claims(in, inText, "b.blocked > 0", "b.blocked = 1")
+	// The generated column blocked (1 retrying, 2 parked) stands for the
+	// held-back predicate, through outbox_blocked_idx. One equality per
+	// check lets MariaDB seek on all of the index's leading columns; with a
+	// range (blocked > 0) it reads every earlier row of the key instead.
+	retrying := dialect.NoEarlier("b.blocked = 1")
+	q.Claim, q.ClaimSkip, q.ClaimExcept, q.ClaimSkipExcept = dialect.Claims(in, inText,
+		retrying+"\n  AND "+dialect.NoEarlier("b.blocked = 2"), retrying)
 	// The settling statements read the list first and reach each row by its
 	// primary key. A single-table DELETE or UPDATE with an IN subquery scans
 	// the whole table on MySQL and MariaDB, and so does a plain join on a
