@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/keel-go/keel/dispatch/kafka"
+	"github.com/keel-go/keel/internal/dialect"
 	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/uow"
@@ -156,10 +157,16 @@ func (h *effectHandler) Deliver(ctx context.Context, m outbox.Message) error {
 	h.mu.Unlock()
 	err := h.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
 		st := tx.Store()
-		insert := st.Dialect().Rebind("INSERT INTO " + st.Table("inbox") + " (handler, message_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-		effect := st.Dialect().Rebind("INSERT INTO kafka_effects (message_id, msg_key, version) VALUES (?, ?, ?)")
-		res, err := tx.ExecContext(ctx, insert, h.name, m.ID, st.Dialect().Time(time.Now()))
+		d := st.Dialect()
+		// The inbox row as the Router writes it: an insert that does nothing,
+		// or fails as a key conflict (MySQL), when the row is there.
+		insert := d.Rebind(d.InsertIfAbsent(st.Table("inbox"), []string{"handler", "message_id", "processed_at"}, []string{"handler", "message_id"}))
+		effect := d.Rebind("INSERT INTO kafka_effects (message_id, msg_key, version) VALUES (?, ?, ?)")
+		res, err := tx.ExecContext(ctx, insert, h.name, m.ID, d.Time(time.Now()))
 		if err != nil {
+			if d.Classify(err) == dialect.KeyConflict {
+				return nil // already applied
+			}
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
