@@ -160,7 +160,9 @@ func TestConsumerRetries(t *testing.T) {
 			return nil
 		}
 		runConsumer(t, newConsumer(t, kafka.ConsumerConfig{Brokers: []string{addr}, GroupID: "g", Topics: []string{"events"}}, h))
-		testdb.Eventually(t, 30*time.Second, "both effects", func() bool { return len(effects(t, db)) == 2 })
+		// The handler notes a delivery once its unit has committed, a moment
+		// after the effect becomes visible; wait for both.
+		testdb.Eventually(t, 30*time.Second, "both effects", func() bool { return len(effects(t, db)) == 2 && h.callCount() == 2 })
 		if diff := cmp.Diff(map[string]int{"a-v1": 1, "a-v2": 1}, effects(t, db)); diff != "" {
 			t.Errorf("effects (-want +got):\n%s", diff)
 		}
