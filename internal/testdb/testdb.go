@@ -15,10 +15,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,20 +27,21 @@ import (
 	"github.com/keel-go/keel/store/postgres/pgxlisten"
 	"github.com/keel-go/keel/store/postgres/pqlisten"
 	"github.com/keel-go/keel/store/sqlite"
+	"github.com/keel-go/keel/store/storetest"
 
-	mysqldriver "github.com/go-sql-driver/mysql" // driver "mysql"
-	_ "github.com/lib/pq"                        // driver "postgres"
-	_ "github.com/mattn/go-sqlite3"              // driver "sqlite3"
-	_ "modernc.org/sqlite"                       // driver "sqlite"
+	_ "github.com/go-sql-driver/mysql" // driver "mysql"
+	_ "github.com/lib/pq"              // driver "postgres"
+	_ "github.com/mattn/go-sqlite3"    // driver "sqlite3"
+	_ "modernc.org/sqlite"             // driver "sqlite"
 )
 
 // EnvPostgres names the environment variable holding a PostgreSQL URL.
-const EnvPostgres = "KEEL_TEST_POSTGRES"
+const EnvPostgres = storetest.EnvPostgres
 
 // EnvMySQL names the environment variable holding a MySQL or MariaDB data
 // source name in go-sql-driver/mysql's form, such as
 // root@tcp(127.0.0.1:3306)/test.
-const EnvMySQL = "KEEL_TEST_MYSQL"
+const EnvMySQL = storetest.EnvMySQL
 
 // Setup is one way of reaching a database: a dialect through a driver.
 type Setup struct {
@@ -211,35 +209,18 @@ func OpenSQL(t testing.TB, s Setup, dsn string) *sql.DB {
 }
 
 // DSN returns a data source name for a fresh database of the setup: a new
-// SQLite file, or a new PostgreSQL schema selected by search_path. Other
-// handles and processes can open the same DSN.
+// SQLite file, a new PostgreSQL schema selected by search_path, or a new
+// MySQL database, made and dropped as package storetest makes and drops
+// them. Other handles and processes can open the same DSN.
 func DSN(t testing.TB, s Setup) string {
 	t.Helper()
-	if s.IsMySQL() {
-		return mysqlDatabase(t)
+	switch {
+	case s.IsMySQL():
+		return storetest.MySQLDatabase(t, MySQLDSN(t))
+	case s.IsPostgres():
+		return storetest.PostgresSchema(t, PostgresURL(t))
 	}
-	if !s.IsPostgres() {
-		return sqlite.FileDSN(filepath.Join(t.TempDir(), "keel.db"))
-	}
-	base := PostgresURL(t)
-	schema := "keel_test_" + randomHex(6)
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		admin, err := sql.Open("postgres", base)
-		if err != nil {
-			return
-		}
-		defer admin.Close()
-		_, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-	})
-	return WithSearchPath(base, schema)
+	return storetest.SQLiteFile(t)
 }
 
 // PostgresURL returns KEEL_TEST_POSTGRES, skipping the test when it is
@@ -268,58 +249,6 @@ func fromEnv(t testing.TB, name, what, example string) string {
 		t.Skipf("%s tests skipped: set %s, e.g. %s=%s", what, name, name, example)
 	}
 	return v
-}
-
-// mysqlDatabase creates a database of its own for the test, dropped when
-// it ends, and returns its DSN with keel's recommended options.
-func mysqlDatabase(t testing.TB) string {
-	t.Helper()
-	cfg, err := mysqldriver.ParseDSN(MySQLDSN(t))
-	if err != nil {
-		t.Fatalf("%s: %v", EnvMySQL, err)
-	}
-	cfg.DBName = ""
-	admin, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	name := "keel_test_" + randomHex(6)
-	if _, err := admin.Exec("CREATE DATABASE " + name + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	base := cfg.FormatDSN()
-	t.Cleanup(func() {
-		admin, err := sql.Open("mysql", base)
-		if err != nil {
-			return
-		}
-		defer admin.Close()
-		_, _ = admin.Exec("DROP DATABASE " + name)
-	})
-	cfg.DBName = name
-	dsn := cfg.FormatDSN()
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	return dsn + sep + mysql.DSNOptions
-}
-
-// WithSearchPath adds a search_path run-time parameter to a PostgreSQL URL.
-func WithSearchPath(base, schema string) string {
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme == "" {
-		sep := " "
-		if strings.TrimSpace(base) == "" {
-			sep = ""
-		}
-		return base + sep + "search_path=" + schema
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // SetupNamed returns the setup called name, for a re-executed test binary
