@@ -15,8 +15,8 @@ import (
 )
 
 // Outbox writes messages into the outbox table inside the caller's
-// transaction, and administers the table: Stats, Parked, Requeue,
-// RequeueKey and Cleanup need no relay and no Publisher. It is safe for
+// transaction, and administers the table: Stats, Parked, Lookup, Leases,
+// Requeue, RequeueKey and Cleanup need no relay and no Publisher. It is safe for
 // concurrent use.
 type Outbox struct {
 	st    *store.Store

@@ -76,6 +76,14 @@ type SQL struct {
 	Requeue string
 	// RequeueKey makes a key's parked rows pending again. (partition, key)
 	RequeueKey string
+	// Lookup reads one row by message id, whatever its state, with its
+	// state, last error, next attempt and delivery times. (message id)
+	Lookup string
+	// Leases lists every partition's lease. ()
+	Leases string
+	// InboxByMessage lists the handlers that processed a message, with
+	// when. (message id)
+	InboxByMessage string
 
 	// IdemSelect reads an idempotency key's stored result. (key)
 	IdemSelect string
@@ -152,6 +160,10 @@ FROM {p}outbox WHERE state = 0`,
 		ParkedByKey: parked + ` AND o.partition_no = ? AND o.partition_key = ? ORDER BY o.seq LIMIT ?`,
 		Requeue:     requeue + `id = ? AND state = 2`,
 		RequeueKey:  requeue + `partition_no = ? AND partition_key = ? AND state = 2`,
+		Lookup: `SELECT ` + MessageColumns + `, o.state, o.last_error, o.next_attempt_at, o.delivered_at
+FROM {p}outbox o WHERE o.id = ?`,
+		Leases:         `SELECT partition_no, owner, expires_at FROM {p}outbox_leases ORDER BY partition_no`,
+		InboxByMessage: `SELECT handler, processed_at FROM {p}inbox WHERE message_id = ? ORDER BY handler`,
 
 		IdemSelect: `SELECT result FROM {p}idempotency WHERE key = ?`,
 		IdemResult: `UPDATE {p}idempotency SET result = ? WHERE key = ?`,
