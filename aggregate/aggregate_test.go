@@ -55,6 +55,7 @@ func TestRecord(t *testing.T) {
 	e := evs[0]
 	want := aggregate.Envelope{
 		Name:             "invoice.paid",
+		SchemaVersion:    1,
 		AggregateType:    "invoice",
 		AggregateID:      "inv-1",
 		AggregateVersion: 1,

@@ -20,6 +20,12 @@ type Envelope struct {
 	ID string
 	// Name is the event's EventName.
 	Name string
+	// SchemaVersion is the version of the event's payload shape: the
+	// event's SchemaVersion when it implements Versioned, else 1. The
+	// outbox message made from the envelope carries it in the
+	// HeaderSchemaVersion header, so that a decoder can bring an old
+	// payload to the current shape.
+	SchemaVersion int
 	// AggregateType and AggregateID identify the aggregate that recorded the event.
 	AggregateType string
 	AggregateID   string

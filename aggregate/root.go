@@ -74,6 +74,7 @@ func (r *Root) Record(e Event) {
 	r.pending = append(r.pending, Envelope{
 		ID:               NewMessageID(),
 		Name:             e.EventName(),
+		SchemaVersion:    VersionOf(e),
 		AggregateType:    r.typ,
 		AggregateID:      r.id,
 		AggregateVersion: r.version + 1,

@@ -46,7 +46,7 @@ func MessageFrom(ctx context.Context) (outbox.Message, bool) {
 // Handlers see m through MessageFrom, and the events they record carry m's
 // correlation id (m.ID when m has none) and m.ID as their causation id.
 func (r *Router) Deliver(ctx context.Context, m outbox.Message) error {
-	hs := r.subscribers(m.Name)
+	hs := r.subscribers(r.reg.Resolve(m.Name))
 	if len(hs) == 0 {
 		return nil
 	}
@@ -91,7 +91,7 @@ func (r *Router) Deliver(ctx context.Context, m outbox.Message) error {
 // decode returns m's event. Handlers each get their own value, so one that
 // changes a pointer-typed event cannot affect the next.
 func (r *Router) decode(m *outbox.Message) (aggregate.Event, error) {
-	ev, err := r.reg.Decode(m.Name, m.Payload)
+	ev, err := m.Decode(r.reg)
 	if err != nil {
 		return nil, fmt.Errorf("keel: dispatch message %s: %w (%w)", m.ID, err, outbox.ErrPermanent)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"strconv"
 	"time"
 
 	"github.com/keel-go/keel/aggregate"
@@ -73,7 +74,9 @@ func PartitionOf(key string) int {
 }
 
 // FromEnvelope converts a recorded domain event into an outbox message,
-// encoding the event as JSON. The partition key is the aggregate id.
+// encoding the event as JSON. The partition key is the aggregate id. The
+// message's headers are the envelope's, and aggregate.HeaderSchemaVersion
+// with the event's schema version (1 when the envelope has none).
 func FromEnvelope(env aggregate.Envelope) (Message, error) {
 	if env.Event == nil {
 		return Message{}, fmt.Errorf("keel: envelope %s has no event", env.ID)
@@ -90,16 +93,37 @@ func FromEnvelope(env aggregate.Envelope) (Message, error) {
 		AggregateID:      env.AggregateID,
 		AggregateVersion: env.AggregateVersion,
 		Payload:          payload,
-		Headers:          env.Headers,
+		Headers:          withVersion(env.Headers, env.SchemaVersion),
 		CorrelationID:    env.CorrelationID,
 		CausationID:      env.CausationID,
 		OccurredAt:       env.OccurredAt,
 	}, nil
 }
 
-// Decode decodes m's payload with the event registry reg.
+// withVersion returns a copy of h with the schema version header; the
+// envelope's map is never changed.
+func withVersion(h map[string]string, v int) map[string]string {
+	if v < 1 {
+		v = 1
+	}
+	out := make(map[string]string, len(h)+1)
+	for k, val := range h {
+		out[k] = val
+	}
+	out[aggregate.HeaderSchemaVersion] = strconv.Itoa(v)
+	return out
+}
+
+// Decode decodes m's payload with the event registry reg, at the schema
+// version its aggregate.HeaderSchemaVersion header names (1 without one),
+// so an old payload goes through reg's upcasters, and an old name of a
+// renamed event decodes as the new one (see Registry.DecodeVersion).
 func (m *Message) Decode(reg *aggregate.Registry) (aggregate.Event, error) {
-	return reg.Decode(m.Name, m.Payload)
+	v, err := aggregate.ParseVersion(m.Headers)
+	if err != nil {
+		return nil, fmt.Errorf("keel: decode %q: %w", m.Name, err)
+	}
+	return reg.DecodeVersion(m.Name, v, m.Payload)
 }
 
 // validate checks a message about to be enqueued as the i-th of its call.

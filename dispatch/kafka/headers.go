@@ -8,6 +8,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/outbox"
 )
 
@@ -40,6 +41,13 @@ const (
 	// same name, so a traceparent (and tracestate) recorded with the event
 	// reaches consumers as is.
 	HeaderTraceparent = "traceparent"
+	// HeaderSchemaVersion carries the schema version of the event's
+	// payload (see aggregate.Versioned). Like traceparent it travels in
+	// Message.Headers, where the unit of work writes it, so it needs no
+	// special handling; the Router reads it to upcast old payloads. A record
+	// without it, from before versions or from another producer, is
+	// version 1.
+	HeaderSchemaVersion = aggregate.HeaderSchemaVersion
 )
 
 // Kafka header names the Consumer adds to a message it dead-letters, beside
