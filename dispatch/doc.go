@@ -76,13 +76,25 @@
 //
 // Relays deliver at least once: a crash between a delivery and its
 // acknowledgement sends the message again. The Router makes the effects
-// happen once anyway. Each handler runs in a unit of work of its own that
-// also inserts the row (handler name, message id) into keel's inbox table.
+// happen once anyway. Each handler runs on each message as a unit of work
+// of its own, with a row (handler name, message id) in keel's inbox table.
 // If the row is already there, the handler took effect before and is
 // skipped; if the handler fails, its effects and the row roll back together
 // and the handler runs again on redelivery. Handlers are tracked one by
 // one: when a message has two handlers and one fails, a redelivery runs
 // only that one.
+//
+// # Batches
+//
+// The units of many messages share one transaction, so that a commit (and
+// its wait for the disk) is paid per group of messages rather than per
+// message. Router.DeliverBatch, which the Bus uses, claims the inbox rows
+// of a whole group in one statement and runs each unit in a savepoint of
+// its own (uow.Batch): a failing unit rolls back to its savepoint, and the
+// rest of the group commits. Handlers are written as before; a version
+// conflict re-runs only the unit that met it. Should the transaction fail
+// as a whole (a lost connection, say), the group's messages are delivered
+// again one by one, each handler in a transaction of its own.
 //
 // Only effects made through tx are covered. A handler that calls an outside
 // service should pass the message id along as an idempotency key, or record
@@ -95,7 +107,8 @@
 // # Order and failures
 //
 // A Bus delivers the messages of one partition key (the aggregate id, by
-// default) one at a time, in order, and several keys in parallel. When a
+// default) one at a time, in order, and several keys in parallel, each
+// worker in transactions of up to BusConfig.GroupSize messages. When a
 // message fails, the rest of its key waits: the Bus does not run the key's
 // later messages of the batch, reporting them with outbox.ErrHeldBack, and
 // the relay retries the failed one with backoff, parking it after its last

@@ -36,7 +36,7 @@ func (r *Router) PruneInbox(ctx context.Context, olderThan time.Duration, batch 
 		batch = DefaultPruneBatch
 	}
 	cutoff := r.d.Time(time.Now().Add(-olderThan))
-	n, err := dialect.DeleteInBatches(ctx, r.runner.Store().DB(), r.pruneInbox, cutoff, batch)
+	n, err := dialect.DeleteInBatches(ctx, r.runner.Store().DB(), r.sql.InboxPrune, cutoff, batch)
 	if err != nil {
 		err = fmt.Errorf("keel: prune inbox: %w", dialect.WrapMissing(r.d, err, r.inbox))
 	}

@@ -17,8 +17,9 @@ import (
 
 // RouterConfig configures a Router. The zero value is ready to use.
 type RouterConfig struct {
-	// HandlerTimeout bounds one handler's run on one message, its inbox
-	// write, retries and commit included. A handler that overruns fails
+	// HandlerTimeout bounds one handler's run on one message, its retries
+	// included (and, when the message is delivered alone, its inbox write
+	// and commit). A handler that overruns fails
 	// with context.DeadlineExceeded and runs again on redelivery. If zero,
 	// only the context passed to Deliver bounds it.
 	HandlerTimeout time.Duration
@@ -38,8 +39,9 @@ func (c RouterConfig) withDefaults(log *slog.Logger) (RouterConfig, error) {
 }
 
 // Router holds the asynchronous handlers of an application and runs them
-// for delivered messages, each in its own unit of work with an inbox row
-// that makes its effect happen once per message. The in-process Bus and
+// for delivered messages, each handler on each message as a unit of work
+// with an inbox row that makes its effect happen once per message; the
+// units of many messages share a transaction (see DeliverBatch). The in-process Bus and
 // keel's Kafka consumer both deliver through a Router.
 //
 // A Router is safe for concurrent use. Register handlers with Handle before
@@ -52,8 +54,8 @@ type Router struct {
 	d      dialect.Dialect
 	inbox  string // inbox table name
 
+	sql         dialect.SQL // rendered for the store's prefix
 	insertInbox string
-	pruneInbox  string
 
 	mu       sync.RWMutex
 	handlers map[string][]*handler // event name -> handlers, in registration order
@@ -88,6 +90,7 @@ func NewRouter(runner *uow.Runner, reg *aggregate.Registry, cfg RouterConfig) (*
 	d := st.Dialect()
 	inbox := st.Table("inbox")
 	return &Router{
+		sql:         dialect.Render(d, d.SQL(), st.TablePrefix()),
 		runner:      runner,
 		reg:         reg,
 		cfg:         cfg,
@@ -96,14 +99,14 @@ func NewRouter(runner *uow.Runner, reg *aggregate.Registry, cfg RouterConfig) (*
 		handlers:    map[string][]*handler{},
 		names:       map[string]string{},
 		insertInbox: d.Rebind(d.InsertIfAbsent(inbox, []string{"handler", "message_id", "processed_at"}, []string{"handler", "message_id"})),
-		pruneInbox:  dialect.Render(d, d.SQL(), st.TablePrefix()).InboxPrune,
 	}, nil
 }
 
 // Handle registers fn to run, after commit, for every message named like E
 // that the router delivers: the asynchronous counterpart of uow.Handle, with
-// the same shape, so one function can serve as either. fn runs in a unit of
-// work of its own that also records (name, message id) in the inbox; when
+// the same shape, so one function can serve as either. fn runs as a unit of
+// work of its own, in a savepoint when it shares its transaction with other
+// messages, whose inbox row (name, message id) commits with it; when
 // that row already exists the handler took effect on an earlier delivery
 // and is skipped. Events fn records through tx are caused by the message:
 // they carry its correlation id, and its id as their causation id.

@@ -41,6 +41,15 @@
 // is applied once. Handle registers synchronous handlers that run inside
 // the transaction; the events they record name the event that caused them.
 //
+// DoBatch runs many small units in one transaction, each in a savepoint of
+// its own (Batch.Do): a unit that fails, or keeps conflicting, is undone
+// alone, and the rest commit together, paying one commit for all. The
+// asynchronous handlers of package dispatch run this way. Under MySQL's
+// REPEATABLE READ a unit re-run after a conflict reads the batch's
+// snapshot again, so a conflict with a commit made after the batch began
+// persists until the unit runs in a new transaction; choose READ
+// COMMITTED (Config.TxOptions) where batched units contend.
+//
 // Relays need no wiring to learn of new messages: a unit that committed
 // outbox rows wakes the relays of its store in this process at once, and on
 // PostgreSQL the notification sent with the rows wakes relays in other

@@ -235,3 +235,51 @@ func ExampleRunner_Join() {
 	// true
 	// 1 false 1
 }
+
+// Many small units share one transaction and one commit, each in a
+// savepoint: the one that fails is undone alone.
+func ExampleRunner_DoBatch() {
+	ctx := context.Background()
+	_, runner, wallets, cleanup := exampleSetup()
+	defer cleanup()
+
+	credits := map[string]int64{"w1": 100, "w2": -5, "w3": 30}
+	err := runner.DoBatch(ctx, func(ctx context.Context, b *uow.Batch) error {
+		for _, id := range []string{"w1", "w2", "w3"} {
+			err := b.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
+				if err := wallets.Save(ctx, tx, NewWallet(id, credits[id])); err != nil {
+					return err
+				}
+				if credits[id] < 0 {
+					return fmt.Errorf("wallet %s: a negative opening credit", id) // undoes the save above
+				}
+				return nil
+			})
+			if err != nil {
+				fmt.Println("failed:", err)
+			}
+		}
+		return b.Err() // nil unless the transaction itself broke
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, id := range []string{"w1", "w2", "w3"} {
+		ok, err := wallets.Exists(ctx, runner.Store().DB(), id)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(id, ok)
+	}
+	stats, err := runner.Outbox().Stats(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("events:", stats.Pending)
+	// Output:
+	// failed: wallet w2: a negative opening credit
+	// w1 true
+	// w2 false
+	// w3 true
+	// events: 2
+}

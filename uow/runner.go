@@ -217,15 +217,7 @@ func (r *Runner) once(ctx context.Context, key string, fn func(ctx context.Conte
 		return fmt.Errorf("keel: commit unit of work: %w", err)
 	}
 	committed = true
-	for _, tr := range t.tracked {
-		aggstate.MarkCommitted(tr.a)
-	}
-	if len(t.written) > 0 {
-		r.st.Notify()
-	}
-	for _, h := range r.hooks {
-		h(ctx, t.written)
-	}
+	r.committed(ctx, t.tracked, t.written)
 	return nil
 }
 

@@ -53,9 +53,14 @@ func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sq
 	return t.conn.QueryRowContext(ctx, query, args...)
 }
 
-// Conn returns the underlying transaction: the *sql.Tx that Do began, or
-// whatever was passed to Join.
-func (t *Tx) Conn() Conn { return t.conn }
+// Conn returns the underlying transaction: the *sql.Tx that Do or DoBatch
+// began, or whatever was passed to Join.
+func (t *Tx) Conn() Conn {
+	if u, ok := t.conn.(*unit); ok {
+		return u.raw(context.Background())
+	}
+	return t.conn
+}
 
 // Store returns the store of the unit's Runner: its Dialect rebinds the
 // placeholders of statements a function runs through the Tx.

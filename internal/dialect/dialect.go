@@ -62,6 +62,10 @@ type Dialect interface {
 	ForUpdate() string
 	// MaxInsertRows bounds the rows of one multi-row INSERT into the outbox.
 	MaxInsertRows() int
+	// Writers is how many transactions writing at once make good use of
+	// the database when each is bound by its commit, not by CPU: 1 where
+	// writers take turns (SQLite), more where commits overlap.
+	Writers() int
 }
 
 // Notifier is implemented by dialects whose database can carry a wake-up

@@ -94,6 +94,30 @@ type SQL struct {
 	// InboxPrune deletes at most batch inbox rows older than cutoff.
 	// (cutoff, batch)
 	InboxPrune string
+	// InboxClaim inserts the listed (handler, message id) rows that are not
+	// in the inbox yet and returns the rows it inserted, as (handler,
+	// message_id). A row another transaction inserted and has not committed
+	// is waited for. Dialects whose INSERT cannot return rows leave it
+	// empty and set InboxInsert and InboxPresent instead; ClaimInbox runs
+	// whichever the dialect has. (now, handlers list, ids list)
+	InboxClaim string
+	// InboxInsert inserts every listed row, failing with an error Classify
+	// reports as KeyConflict when one is already there, which leaves the
+	// transaction usable. (now, handlers list, ids list)
+	InboxInsert string
+	// InboxPresent returns the listed rows that are in the inbox, reading
+	// the latest committed rows. (handlers list, ids list)
+	InboxPresent string
+	// InboxRelease deletes the listed inbox rows. (handlers list, ids list)
+	InboxRelease string
+
+	// Savepoint sets the savepoint of one unit of work inside a batch
+	// transaction, ReleaseSavepoint forgets it once the unit succeeded, and
+	// RollbackToSavepoint undoes what the unit did after it. The name is
+	// fixed: units of a batch run one after another. ()
+	Savepoint           string
+	ReleaseSavepoint    string
+	RollbackToSavepoint string
 
 	// MigrationsCreate creates the migrations table. ()
 	MigrationsCreate string
@@ -171,6 +195,10 @@ FROM {p}outbox o WHERE o.id = ?`,
     WHERE created_at < ? ORDER BY created_at LIMIT ?)`,
 		InboxPrune: `DELETE FROM {p}inbox WHERE (handler, message_id) IN
     (SELECT handler, message_id FROM {p}inbox WHERE processed_at < ? LIMIT ?)`,
+
+		Savepoint:           `SAVEPOINT keel_unit`,
+		ReleaseSavepoint:    `RELEASE SAVEPOINT keel_unit`,
+		RollbackToSavepoint: `ROLLBACK TO SAVEPOINT keel_unit`,
 
 		MigrationsApplied: `SELECT version FROM {p}migrations`,
 		MigrationsRecord:  `INSERT INTO {p}migrations (version, name, applied_at) VALUES (?, ?, ?)`,

@@ -47,6 +47,14 @@ SET state = v.state, attempts = o.attempts + 1, next_attempt_at = v.next_at, las
 FROM (SELECT unnest(?::bigint[]) AS seq, unnest(?::smallint[]) AS state,
              unnest(?::timestamptz[]) AS next_at, unnest(?::text[]) AS err) AS v
 WHERE o.seq = v.seq AND o.state = 0`
+	// The rows are inserted in the order given; callers sort them, so that
+	// two transactions claiming overlapping rows wait rather than deadlock.
+	q.InboxClaim = `INSERT INTO {p}inbox (handler, message_id, processed_at)
+SELECT v.h, v.m, ? FROM unnest(?::text[], ?::text[]) AS v(h, m)
+ON CONFLICT (handler, message_id) DO NOTHING
+RETURNING handler, message_id`
+	q.InboxRelease = `DELETE FROM {p}inbox AS i USING unnest(?::text[], ?::text[]) AS v(h, m)
+WHERE i.handler = v.h AND i.message_id = v.m`
 	q.MigrationsCreate = `CREATE TABLE IF NOT EXISTS {p}migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)`
 	q.MigrationsLiteral = `INSERT INTO {p}migrations (version, name, applied_at) VALUES (%d, %s, now());`
 	return q
@@ -142,6 +150,11 @@ func (pg) ForUpdate() string { return " FOR UPDATE" }
 // MaxInsertRows keeps a 14-column INSERT well under the protocol's limit of
 // 65,535 parameters.
 func (pg) MaxInsertRows() int { return 1000 }
+
+// Writers is 8: PostgreSQL flushes the commits of concurrent transactions
+// together, so a few writers keep the log busy while each waits for its
+// flush.
+func (pg) Writers() int { return 8 }
 
 // WithNotify wraps the outbox INSERT so that the same statement queues a
 // notification, which PostgreSQL delivers at commit and drops on rollback.

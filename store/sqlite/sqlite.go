@@ -58,6 +58,14 @@ FROM (SELECT json_extract(value, '$[0]') AS seq, json_extract(value, '$[1]') AS 
              json_extract(value, '$[2]') AS next_at, json_extract(value, '$[3]') AS err
       FROM json_each(?)) AS v
 WHERE o.seq = v.seq AND o.state = 0`
+	// The two lists travel as JSON arrays, paired by position. "WHERE
+	// true" tells SQLite's parser that ON CONFLICT begins the upsert clause.
+	const pairs = `json_each(?) AS h JOIN json_each(?) AS m ON m.key = h.key`
+	q.InboxClaim = `INSERT INTO {p}inbox (handler, message_id, processed_at)
+SELECT h.value, m.value, ? FROM ` + pairs + ` WHERE true
+ON CONFLICT (handler, message_id) DO NOTHING
+RETURNING handler, message_id`
+	q.InboxRelease = `DELETE FROM {p}inbox WHERE (handler, message_id) IN (SELECT h.value, m.value FROM ` + pairs + `)`
 	q.MigrationsCreate = `CREATE TABLE IF NOT EXISTS {p}migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`
 	q.MigrationsLiteral = `INSERT INTO {p}migrations (version, name, applied_at) VALUES (%d, %s, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER));`
 	return q
@@ -106,3 +114,7 @@ func (lite) ForUpdate() string { return "" }
 // MaxInsertRows keeps a 14-column INSERT well under SQLite's default limit
 // of 32,766 parameters.
 func (lite) MaxInsertRows() int { return 500 }
+
+// Writers is 1: SQLite lets one transaction write at a time, so a second
+// writer only waits for the lock.
+func (lite) Writers() int { return 1 }
