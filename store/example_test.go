@@ -75,4 +75,5 @@ func ExampleStore_Migrations() {
 	// 3 0003_inbox_processed_idx
 	// 4 0004_idempotency_created_idx
 	// 5 0005_outbox_leases_rows
+	// 6 0006_aggregates_state_version
 }

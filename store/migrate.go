@@ -89,7 +89,10 @@ func (s *Store) Migrate(ctx context.Context) error {
 			continue
 		}
 		for _, stmt := range dialect.SplitStatements(m.SQL) {
-			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			// Adding a column that exists is the one change SQLite and
+			// MySQL cannot make conditional in SQL; it ran before, when
+			// the migrations table was lost or the column was added by hand.
+			if _, err := conn.ExecContext(ctx, stmt); err != nil && s.d.Classify(err) != dialect.DuplicateColumn {
 				return fmt.Errorf("keel: migration %s: %w", m.Name, err)
 			}
 		}

@@ -119,6 +119,9 @@ const (
 	// Transient is a serialization failure, a deadlock or a busy database:
 	// the transaction may succeed if run again.
 	Transient
+	// DuplicateColumn says a column being added exists already: the
+	// statement adding it ran before, and Migrate takes it as applied.
+	DuplicateColumn
 )
 
 // Failure is one row of the Fail statement: an outbox row whose delivery

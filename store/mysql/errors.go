@@ -15,6 +15,7 @@ const (
 	errRowIsReferenced = 1451
 	errNoReferencedRow = 1452
 	errNoSuchTable     = 1146
+	errDupFieldName    = 1060
 	errLockWaitTimeout = 1205
 	errLockDeadlock    = 1213
 )
@@ -60,6 +61,8 @@ func (my) Classify(err error) dialect.Class {
 		return dialect.ForeignKey
 	case errNoSuchTable:
 		return dialect.MissingTable
+	case errDupFieldName:
+		return dialect.DuplicateColumn
 	case errLockWaitTimeout, errLockDeadlock:
 		return dialect.Transient
 	}

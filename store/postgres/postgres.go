@@ -182,6 +182,8 @@ func (pg) Classify(err error) dialect.Class {
 		return dialect.ForeignKey
 	case "42P01":
 		return dialect.MissingTable
+	case "42701":
+		return dialect.DuplicateColumn
 	case "40001", "40P01":
 		return dialect.Transient
 	}

@@ -61,6 +61,8 @@ func (lite) Classify(err error) dialect.Class {
 		return dialect.Unique
 	case strings.Contains(msg, "FOREIGN KEY constraint failed"):
 		return dialect.ForeignKey
+	case strings.Contains(msg, "duplicate column name"):
+		return dialect.DuplicateColumn
 	}
 	return dialect.Other
 }

@@ -1,0 +1,7 @@
+-- keel schema for MySQL and MariaDB, version 3. {{p}} is replaced by the
+-- validated table prefix.
+
+-- The version of the shape each document's state was saved in, so that a
+-- repository can migrate state saved by an older release when it loads it.
+-- Rows saved before this column existed are version 1.
+ALTER TABLE {{p}}aggregates ADD COLUMN state_version INT NOT NULL DEFAULT 1;
