@@ -110,7 +110,9 @@ type database struct {
 	db  testdb.DB
 }
 
-func freshDatabase(t *testing.T, s testdb.Setup) database {
+func freshDatabase(t *testing.T, s testdb.Setup) database { return openDatabase(t, s) }
+
+func openDatabase(t testing.TB, s testdb.Setup) database {
 	t.Helper()
 	db := testdb.OpenEmpty(t, s)
 	return database{dsn: cliDSN(t, s, db.DSN), st: db.Store, db: db}

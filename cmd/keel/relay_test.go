@@ -192,7 +192,7 @@ func checkTopic(t *testing.T, broker string) {
 	t.Logf("%d records, %d distinct messages, %d duplicates", len(recs), len(seen), dups)
 }
 
-func pending(t *testing.T, ob *outbox.Outbox) int64 {
+func pending(t testing.TB, ob *outbox.Outbox) int64 {
 	t.Helper()
 	s, err := ob.Stats(context.Background())
 	if err != nil {
