@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// Logger returns a logger writing to t's log at Info level and above, so
+// Logger returns a logger writing to t's log at Warn level and above, so
 // that a store's, relay's or router's reports appear beside the failure
 // they explain (and with go test -v). Records logged after the test has
 // ended, by a goroutine still winding down, are dropped: testing forbids
@@ -36,7 +36,7 @@ type testHandler struct {
 	with  func(slog.Handler) slog.Handler
 }
 
-func (h *testHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (h *testHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
 
 func (h *testHandler) Handle(ctx context.Context, r slog.Record) error {
 	var b strings.Builder

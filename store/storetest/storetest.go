@@ -50,7 +50,7 @@ type Config struct {
 	// skips the test.
 	Dialect string
 	// Options are passed to store.Open. If Options.Logger is nil, the
-	// store logs to the test's log (t.Log) at Info level and above, until
+	// store logs to the test's log (t.Log) at Warn level and above, until
 	// the test ends; if Options.Listener is nil on PostgreSQL, a pgxlisten
 	// listener wakes the relays.
 	Options store.Options

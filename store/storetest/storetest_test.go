@@ -175,9 +175,9 @@ func TestMySQLDatabaseIsDroppedAtCleanup(t *testing.T) {
 func TestLoggerWritesToTheTestLog(t *testing.T) {
 	rec := &logT{TB: t}
 	log := storetest.Logger(rec)
-	log.With("relay", "r1").Info("claimed", "n", 3)
-	log.Debug("hidden")
-	if len(rec.lines) != 1 || rec.lines[0] != "level=INFO msg=claimed relay=r1 n=3" {
+	log.With("relay", "r1").Warn("lease lost", "n", 3)
+	log.Info("hidden")
+	if len(rec.lines) != 1 || rec.lines[0] != "level=WARN msg=\"lease lost\" relay=r1 n=3" {
 		t.Fatalf("logged %q", rec.lines)
 	}
 }
