@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/keel-go/keel/dispatch/kafka"
 	"github.com/keel-go/keel/internal/dialect"
 	"github.com/keel-go/keel/internal/testdb"
+	"github.com/keel-go/keel/internal/testkafka"
 	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/uow"
 )
@@ -27,12 +27,7 @@ var quiet = testdb.Logger()
 // demand unless an option says so.
 func cluster(t testing.TB, opts ...kfake.Opt) (*kfake.Cluster, string) {
 	t.Helper()
-	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c, c.ListenAddrs()[0]
+	return testkafka.Cluster(t, opts...)
 }
 
 func newPublisher(t testing.TB, cfg kafka.PublisherConfig) *kafka.Publisher {
@@ -45,75 +40,11 @@ func newPublisher(t testing.TB, cfg kafka.PublisherConfig) *kafka.Publisher {
 	return p
 }
 
-// readTopic returns every record of topic, partition by partition in offset
-// order, reading each partition from its first to its last offset with a
-// plain partition reader (no group).
-func readTopic(t testing.TB, addr, topic string) []kafkago.Message {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	recs, err := readRecords(ctx, addr, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return recs
-}
-
-// readRecords is readTopic returning its error.
-func readRecords(ctx context.Context, addr, topic string) ([]kafkago.Message, error) {
-	conn, err := kafkago.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	parts, err := conn.ReadPartitions(topic)
-	conn.Close()
-	if err != nil {
-		return nil, fmt.Errorf("partitions of %s: %w", topic, err)
-	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i].ID < parts[j].ID })
-	var out []kafkago.Message
-	for _, p := range parts {
-		lc, err := kafkago.DialLeader(ctx, "tcp", addr, topic, p.ID)
-		if err != nil {
-			return nil, err
-		}
-		first, last, err := lc.ReadOffsets()
-		lc.Close()
-		if err != nil {
-			return nil, err
-		}
-		if last <= first {
-			continue
-		}
-		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{addr}, Topic: topic, Partition: p.ID, MaxWait: 100 * time.Millisecond})
-		if err := r.SetOffset(first); err != nil {
-			r.Close()
-			return nil, err
-		}
-		for {
-			m, err := r.ReadMessage(ctx)
-			if err != nil {
-				r.Close()
-				return nil, fmt.Errorf("read %s/%d: %w", topic, p.ID, err)
-			}
-			out = append(out, m)
-			if m.Offset >= last-1 {
-				break
-			}
-		}
-		r.Close()
-	}
-	return out, nil
-}
-
-func header(m kafkago.Message, key string) (string, bool) {
-	for _, h := range m.Headers {
-		if h.Key == key {
-			return string(h.Value), true
-		}
-	}
-	return "", false
-}
+var (
+	readTopic   = testkafka.ReadTopic
+	readRecords = testkafka.ReadRecords
+	header      = testkafka.Header
+)
 
 func headerMap(m kafkago.Message) map[string]string {
 	out := map[string]string{}
