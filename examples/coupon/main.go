@@ -215,6 +215,13 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
+	return tell(ctx, w, st)
+}
+
+// tell runs the example on st, whose database has keel's tables: the
+// program gives it a fresh database, and the test a storetest one.
+func tell(ctx context.Context, w io.Writer, st *store.Store) error {
+	var err error
 	s := &shop{st: st, db: st.DB()}
 	if s.orders, err = repository.NewDocument(st, repository.DocumentConfig[*Order]{
 		Type: "order", New: func() *Order { return new(Order) },

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
-	"github.com/keel-go/keel/examples/internal/demotest"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/keel-go/keel/aggregate/aggregatetest"
+	"github.com/keel-go/keel/store"
+	"github.com/keel-go/keel/store/storetest"
 )
 
 // want is the narrative on every dialect: the race in step 3 has one
@@ -41,4 +46,33 @@ Placed orders o-1 (35.00), o-2 (60.00), o-3 (40.00), o-4 (40.00).
    Inside runner.Do the same error re-runs the unit with fresh loads.
 `
 
-func TestRun(t *testing.T) { demotest.Output(t, run, want) }
+// TestRun tells the example's story on every database the environment
+// offers, each in a fresh one.
+func TestRun(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		t.Parallel()
+		var out strings.Builder
+		if err := tell(t.Context(), &out, st); err != nil {
+			t.Fatalf("tell: %v\noutput so far:\n%s", err, out.String())
+		}
+		if diff := cmp.Diff(strings.TrimPrefix(want, "\n"), out.String()); diff != "" {
+			t.Errorf("output differs (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// The coupon and order rules, without a database.
+func TestCouponRules(t *testing.T) {
+	t.Run("coupons pay an order, the last one whole", func(t *testing.T) {
+		gc10, gc50 := IssueCoupon("GC-10", 1000), IssueCoupon("GC-50", 5000)
+		aggregatetest.Given(t, PlaceOrder("o-1", 3500)).
+			When(func(o *Order) error { return o.PayWithCoupons([]*GiftCoupon{gc10, gc50}) }).
+			Then(PaidWithCoupon{CouponID: "GC-10", Amount: 1000}, PaidWithCoupon{CouponID: "GC-50", Amount: 2500}, OrderPaid{})
+	})
+	t.Run("a coupon is spent once", func(t *testing.T) {
+		aggregatetest.Given(t, IssueCoupon("GC-10", 1000), func(c *GiftCoupon) error { return c.RedeemFor("o-1") }).
+			When(func(c *GiftCoupon) error { return c.RedeemFor("o-2") }).
+			ThenError(ErrCouponRedeemed).
+			ThenErrorContains("was spent on order o-1")
+	})
+}

@@ -45,6 +45,7 @@ import (
 	"github.com/keel-go/keel/examples/internal/demo"
 	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/repository"
+	"github.com/keel-go/keel/store"
 	"github.com/keel-go/keel/uow"
 )
 
@@ -204,6 +205,33 @@ func (s *shop) flush(w io.Writer) {
 	s.log = nil
 }
 
+// newShop wires the shop over st: its repositories, its runner, and a
+// router with its asynchronous handlers.
+func newShop(st *store.Store) (*shop, *dispatch.Router, error) {
+	var err error
+	s := &shop{db: st.DB(), runs: map[string]int{}}
+	if s.orders, err = repository.NewDocument(st, repository.DocumentConfig[*Order]{
+		Type: "order", New: func() *Order { return new(Order) },
+	}); err != nil {
+		return nil, nil, err
+	}
+	if s.stock, err = repository.NewDocument(st, repository.DocumentConfig[*Stock]{
+		Type: "stock", New: func() *Stock { return new(Stock) },
+	}); err != nil {
+		return nil, nil, err
+	}
+	if s.runner, err = uow.New(st, uow.Config{}); err != nil {
+		return nil, nil, err
+	}
+	// Handle registers each handler's event type in the registry.
+	router, err := dispatch.NewRouter(s.runner, aggregate.NewRegistry(), dispatch.RouterConfig{})
+	if err != nil {
+		return nil, nil, err
+	}
+	s.register(router)
+	return s, router, nil
+}
+
 // register adds the asynchronous handlers. Each runs after the commit that
 // recorded its event, in a unit of work of its own with its inbox row.
 func (s *shop) register(router *dispatch.Router) {
@@ -282,26 +310,16 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	s := &shop{db: st.DB(), runs: map[string]int{}}
-	if s.orders, err = repository.NewDocument(st, repository.DocumentConfig[*Order]{
-		Type: "order", New: func() *Order { return new(Order) },
-	}); err != nil {
-		return err
-	}
-	if s.stock, err = repository.NewDocument(st, repository.DocumentConfig[*Stock]{
-		Type: "stock", New: func() *Stock { return new(Stock) },
-	}); err != nil {
-		return err
-	}
-	if s.runner, err = uow.New(st, uow.Config{}); err != nil {
-		return err
-	}
-	// Handle registers each handler's event type in the registry.
-	router, err := dispatch.NewRouter(s.runner, aggregate.NewRegistry(), dispatch.RouterConfig{})
+	return tell(ctx, w, st)
+}
+
+// tell runs the example on st, whose database has keel's tables: the
+// program gives it a fresh database, and the test a storetest one.
+func tell(ctx context.Context, w io.Writer, st *store.Store) error {
+	s, router, err := newShop(st)
 	if err != nil {
 		return err
 	}
-	s.register(router)
 	bus, err := dispatch.NewBus(router, dispatch.BusConfig{})
 	if err != nil {
 		return err

@@ -188,7 +188,7 @@ func (a *app) sendReceipt(ctx context.Context, tx *uow.Tx, e PaymentReceived) er
 	return a.receipts.Save(ctx, tx, r)
 }
 
-func run(ctx context.Context, w io.Writer, dsn string) (err error) {
+func run(ctx context.Context, w io.Writer, dsn string) error {
 	st, closeDB, err := demo.Open(ctx, dsn)
 	if err != nil {
 		return err
@@ -197,6 +197,12 @@ func run(ctx context.Context, w io.Writer, dsn string) (err error) {
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
+	return tell(ctx, w, st)
+}
+
+// tell runs the example on st, whose database has keel's tables: the
+// program gives it a fresh database, and the test a storetest one.
+func tell(ctx context.Context, w io.Writer, st *store.Store) (err error) {
 	a := &app{st: st}
 	if a.payments, err = repository.NewDocument(st, repository.DocumentConfig[*Payment]{
 		Type: "payment", New: func() *Payment { return new(Payment) },

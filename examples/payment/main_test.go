@@ -7,8 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/keel-go/keel/examples/internal/demotest"
-	"github.com/keel-go/keel/internal/testdb"
+	"github.com/keel-go/keel/store"
+	"github.com/keel-go/keel/store/storetest"
 )
 
 const want = `
@@ -41,9 +41,17 @@ The relay has delivered everything: 0 pending, 0 parked.
 // runs were retried depends on scheduling, and SQLite has none to report.
 var conflicts = regexp.MustCompile(`(?m)^   (No unit conflicted|they overlap|\d+ runs lost a race).*\n`)
 
+// TestRun tells the example's story on every database the environment
+// offers, each in a fresh one.
 func TestRun(t *testing.T) {
-	demotest.Run(t, run, func(t *testing.T, s testdb.Setup, got string) {
-		if !s.IsPostgres() {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		t.Parallel()
+		var out strings.Builder
+		if err := tell(t.Context(), &out, st); err != nil {
+			t.Fatalf("tell: %v\noutput so far:\n%s", err, out.String())
+		}
+		got := out.String()
+		if st.Dialect().Name() == storetest.SQLite {
 			if diff := cmp.Diff(strings.TrimPrefix(want, "\n"), got); diff != "" {
 				t.Errorf("output differs (-want +got):\n%s", diff)
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/keel-go/keel/aggregate/aggregatetest"
 	"github.com/keel-go/keel/internal/testdb"
 )
 
@@ -47,4 +48,12 @@ func TestQuickstart(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("output differs (-want +got):\n%s", diff)
 	}
+}
+
+// TestDeposit checks the account's behaviour without a database.
+func TestDeposit(t *testing.T) {
+	aggregatetest.Given(t, OpenAccount("acc-1"), func(a *Account) error { a.Deposit(100); return nil }).
+		When(func(a *Account) error { a.Deposit(50); return nil }).
+		Then(Deposited{Amount: 50}).
+		ThenState(&Account{Balance: 150})
 }

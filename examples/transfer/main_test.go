@@ -1,9 +1,14 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
-	"github.com/keel-go/keel/examples/internal/demotest"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/keel-go/keel/aggregate/aggregatetest"
+	"github.com/keel-go/keel/store"
+	"github.com/keel-go/keel/store/storetest"
 )
 
 // want is the narrative on every dialect. run itself fails if the
@@ -35,4 +40,37 @@ carol's account is closed.
 Every step added up to 150.00: money was in an account or in a committed event on its way.
 `
 
-func TestRun(t *testing.T) { demotest.Output(t, run, want) }
+// TestRun tells the example's story on every database the environment
+// offers, each in a fresh one.
+func TestRun(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		t.Parallel()
+		var out strings.Builder
+		if err := tell(t.Context(), &out, st); err != nil {
+			t.Fatalf("tell: %v\noutput so far:\n%s", err, out.String())
+		}
+		if diff := cmp.Diff(strings.TrimPrefix(want, "\n"), out.String()); diff != "" {
+			t.Errorf("output differs (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// The account's rules, without a database.
+func TestAccountRules(t *testing.T) {
+	t.Run("a transfer takes the money out and sends it on its way", func(t *testing.T) {
+		aggregatetest.Given(t, OpenAccount("alice", 10000)).
+			When(func(a *Account) error { return a.Send("t-1", "bob", 2500) }).
+			Then(TransferSent{TransferID: "t-1", To: "bob", Amount: 2500}).
+			ThenState(&Account{Balance: 7500})
+	})
+	t.Run("no more than the balance", func(t *testing.T) {
+		aggregatetest.Given(t, OpenAccount("alice", 1000)).
+			When(func(a *Account) error { return a.Debit("t-1", "bob", 2500) }).
+			ThenError(ErrInsufficientFunds)
+	})
+	t.Run("a closed account takes no credit", func(t *testing.T) {
+		aggregatetest.Given(t, OpenAccount("carol", 0), func(a *Account) error { a.Close(); return nil }).
+			When(func(a *Account) error { return a.Credit("t-1", "alice", 2500) }).
+			ThenError(ErrAccountClosed)
+	})
+}

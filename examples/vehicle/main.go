@@ -36,6 +36,7 @@ import (
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/examples/internal/demo"
 	"github.com/keel-go/keel/repository"
+	"github.com/keel-go/keel/store"
 	"github.com/keel-go/keel/uow"
 )
 
@@ -185,6 +186,13 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
+	return tell(ctx, w, st)
+}
+
+// tell runs the example on st, whose database has keel's tables: the
+// program gives it a fresh database, and the test a storetest one.
+func tell(ctx context.Context, w io.Writer, st *store.Store) error {
+	var err error
 	db := st.DB()
 	for _, stmt := range schema {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
