@@ -141,8 +141,12 @@ func (c *core[T]) checkID(op, id string) error {
 }
 
 // Get loads the aggregate with the given id. It returns an error matching
-// ErrNotFound when there is none.
+// ErrNotFound when there is none. When q is a LockAdvisor that asks for a
+// lock on this aggregate, Get is GetForUpdate.
 func (c *core[T]) Get(ctx context.Context, q Querier, id string) (T, error) {
+	if la, ok := q.(LockAdvisor); ok && la.ShouldLock(c.typ, id) {
+		return c.get(ctx, q, id, c.getForUpdateSQL, "get for update")
+	}
 	return c.get(ctx, q, id, c.getSQL, "get")
 }
 

@@ -62,6 +62,12 @@
 // row locks; open it with _txlock=immediate and every transaction takes the
 // database's write lock at BEGIN, which serialises the read already.
 //
+// A unit of work decides for itself when Get should lock: its transaction
+// is a LockAdvisor, and by default (uow.Adaptive) it asks for the lock on an
+// aggregate that has just lost a version conflict, so the retry waits for
+// the row instead of losing again, and on the first attempts of other units
+// while that aggregate stays hot. Get through a plain *sql.Tx never locks.
+//
 // # Events and the unit of work
 //
 // Repositories never write events and never clear them. After a successful

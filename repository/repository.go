@@ -28,12 +28,26 @@ type Tracker interface {
 	Track(a aggregate.Aggregate)
 }
 
+// LockAdvisor is implemented by a Querier that decides, aggregate by
+// aggregate, whether Get reads with a row lock. When Get's Querier is a
+// LockAdvisor and ShouldLock returns true for the aggregate's type and id,
+// Get reads as GetForUpdate does.
+//
+// The unit of work's transaction is one: by default it asks for the lock
+// only when an earlier attempt of the same unit lost a version conflict on
+// that aggregate, so the retry waits for the row instead of conflicting
+// again (see uow.Contention).
+type LockAdvisor interface {
+	ShouldLock(aggregateType, id string) bool
+}
+
 // Repository loads and stores aggregates of type T with optimistic
 // versioning. *Document and *Table implement it; application code can
 // depend on it to switch between the two storage styles.
 type Repository[T aggregate.Aggregate] interface {
 	// Get loads the aggregate with the given id. It returns an error
-	// matching ErrNotFound when there is none.
+	// matching ErrNotFound when there is none. When q is a LockAdvisor
+	// that asks for a lock on the aggregate, Get is GetForUpdate.
 	Get(ctx context.Context, q Querier, id string) (T, error)
 	// GetForUpdate is Get that also locks the row until q's transaction
 	// ends, so that concurrent writers queue instead of conflicting.

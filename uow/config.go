@@ -36,6 +36,59 @@ func (p Policy) String() string {
 	return fmt.Sprintf("Policy(%d)", int(p))
 }
 
+// Contention says when a unit of work reads aggregates with a row lock
+// (SELECT ... FOR UPDATE) instead of relying on the version check alone.
+// It applies to Get through the unit's *Tx; GetForUpdate always locks.
+//
+// Optimistic reads cost nothing while aggregates are rarely written at
+// once, but an aggregate that many units change together (a hot account)
+// makes them conflict again and again: every retry reads a version that a
+// faster unit is about to replace. A locked read cannot lose that race,
+// because the next writer waits for the lock and then reads what this one
+// committed.
+//
+// SQLite has no row locks: a transaction opened with _txlock=immediate
+// holds the database's write lock from BEGIN, so units never race there and
+// the policy changes nothing.
+type Contention int
+
+const (
+	// Adaptive reads optimistically until an aggregate loses a version
+	// conflict. The unit's retries then read it with a row lock, and for
+	// Config.HotWindow after that conflict so does the first attempt of
+	// every unit of the Runner, so that a hot aggregate's writers queue on
+	// its row instead of each losing one race first. Other aggregates stay
+	// optimistic. The default.
+	Adaptive Contention = iota
+	// LockOnRetry reads optimistically on every first attempt; after a
+	// version conflict, the unit's retries read the conflicting aggregate
+	// with a row lock. Nothing is remembered between calls.
+	LockOnRetry
+	// NeverLock reads optimistically on every attempt: a hot aggregate is
+	// left to retries and backoff, which may run out (MaxAttempts).
+	NeverLock
+	// AlwaysLock makes every Get through the unit's Tx lock the row it
+	// reads, as GetForUpdate does, from the first attempt: for a Runner
+	// dedicated to aggregates known to be hot. Aggregates that are only
+	// read are locked too, which makes their readers queue.
+	AlwaysLock
+)
+
+// String returns the policy's name.
+func (c Contention) String() string {
+	switch c {
+	case Adaptive:
+		return "adaptive"
+	case LockOnRetry:
+		return "lock-on-retry"
+	case NeverLock:
+		return "never-lock"
+	case AlwaysLock:
+		return "always-lock"
+	}
+	return fmt.Sprintf("Contention(%d)", int(c))
+}
+
 // Config configures a Runner. The zero value is ready to use.
 type Config struct {
 	// MaxAttempts bounds how many times Do runs fn when it fails with a
@@ -48,6 +101,15 @@ type Config struct {
 	MinBackoff time.Duration
 	// MaxBackoff caps the retry delay. See MinBackoff.
 	MaxBackoff time.Duration
+	// Contention says when Get through the unit's Tx locks the row it
+	// reads. If zero, Adaptive: optimistic until an aggregate conflicts,
+	// then locked while it stays hot.
+	Contention Contention
+	// HotWindow is how long, under Adaptive, an aggregate that lost a
+	// version conflict is read with a row lock by the first attempts of
+	// the Runner's units; each new conflict starts the window again. If
+	// zero, 1s.
+	HotWindow time.Duration
 	// MultiAggregate says what to do when one unit changes several aggregates.
 	// If zero, AllowMultiple.
 	MultiAggregate Policy
@@ -71,6 +133,9 @@ func (c *Config) setDefaults(log *slog.Logger) {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 100 * time.Millisecond
 	}
+	if c.HotWindow == 0 {
+		c.HotWindow = time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = log
 	}
@@ -89,6 +154,10 @@ func (c *Config) validate() error {
 		return dialect.Invalid("uow.Config.MaxBackoff (%v) is less than MinBackoff (%v); raise MaxBackoff", c.MaxBackoff, c.MinBackoff)
 	case c.MultiAggregate < AllowMultiple || c.MultiAggregate > RefuseMultiple:
 		return dialect.Invalid("uow.Config.MultiAggregate is %v; use AllowMultiple, WarnMultiple or RefuseMultiple", c.MultiAggregate)
+	case c.Contention < Adaptive || c.Contention > AlwaysLock:
+		return dialect.Invalid("uow.Config.Contention is %v; use Adaptive, LockOnRetry, NeverLock or AlwaysLock", c.Contention)
+	case c.HotWindow < 0:
+		return dialect.Invalid("uow.Config.HotWindow is %v; use a positive duration, 0 for the default of 1s, or Contention LockOnRetry to lock only in retries", c.HotWindow)
 	case c.MaxHandlerDepth < 0:
 		return dialect.Invalid("uow.Config.MaxHandlerDepth is %d; use a positive number, or 0 for the default of 8", c.MaxHandlerDepth)
 	}

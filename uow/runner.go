@@ -26,6 +26,7 @@ type Runner struct {
 	d        dialect.Dialect
 	cfg      Config
 	retries  backoff.Policy
+	hot      hotSet
 	ob       *outbox.Outbox
 	handlers map[string][]handler
 	hooks    []func(ctx context.Context, msgs []outbox.Message)
@@ -61,6 +62,7 @@ func New(st *store.Store, cfg Config) (*Runner, error) {
 		d:          d,
 		cfg:        cfg,
 		retries:    backoff.Policy{Base: cfg.MinBackoff, Max: cfg.MaxBackoff, Jitter: backoff.Full},
+		hot:        hotSet{window: cfg.HotWindow},
 		ob:         ob,
 		handlers:   map[string][]handler{},
 		idemTable:  idem,
@@ -104,7 +106,7 @@ func (r *Runner) AfterCommit(hook func(ctx context.Context, msgs []outbox.Messag
 // fn rolls back and is re-raised. Cancelling ctx rolls back the unit and
 // stops the retries.
 func (r *Runner) Do(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
-	return r.retry(ctx, func() error { return r.once(ctx, "", fn) })
+	return r.retry(ctx, func(conflicted []aggregateKey) error { return r.once(ctx, "", conflicted, fn) })
 }
 
 // DoIdempotent is Do for a command that clients may send more than once (a
@@ -121,7 +123,7 @@ func (r *Runner) DoIdempotent(ctx context.Context, key string, fn func(ctx conte
 	if err := dialect.CheckText("DoIdempotent: the idempotency key", key, dialect.MaxIDBytes); err != nil {
 		return dialect.Invalid("%v", err)
 	}
-	return r.retry(ctx, func() error { return r.once(ctx, key, fn) })
+	return r.retry(ctx, func(conflicted []aggregateKey) error { return r.once(ctx, key, conflicted, fn) })
 }
 
 // Join runs fn as a unit of work inside tx, a transaction the caller began
@@ -138,9 +140,11 @@ func (r *Runner) Join(ctx context.Context, tx Conn, fn func(ctx context.Context,
 	}
 	t := &Tx{conn: tx, r: r}
 	if err := fn(ctx, t); err != nil {
+		r.conflicted(err)
 		return err
 	}
 	if err := r.flush(ctx, t); err != nil {
+		r.conflicted(err)
 		return err
 	}
 	for _, tr := range t.tracked {
@@ -149,23 +153,55 @@ func (r *Runner) Join(ctx context.Context, tx Conn, fn func(ctx context.Context,
 	return nil
 }
 
-func (r *Runner) retry(ctx context.Context, run func() error) error {
+// retry runs run until it succeeds, fails for good or runs out of
+// attempts. It passes each attempt the aggregates that lost a version
+// conflict in the attempts before, for the attempt's Tx to lock.
+func (r *Runner) retry(ctx context.Context, run func(conflicted []aggregateKey) error) error {
+	var conflicted []aggregateKey
 	for attempt := 1; ; attempt++ {
-		err := run()
+		err := run(conflicted)
 		if err == nil {
 			return nil
 		}
 		if !r.retryable(err) {
 			return err
 		}
+		if k, ok := r.conflicted(err); ok {
+			conflicted = addKey(conflicted, k)
+		}
 		if attempt >= r.cfg.MaxAttempts {
 			return fmt.Errorf("keel: unit of work gave up after %d attempts: %w", attempt, err)
 		}
-		r.cfg.Logger.DebugContext(ctx, "keel: retrying unit of work", "attempt", attempt, "err", err)
+		r.cfg.Logger.DebugContext(ctx, "keel: retrying unit of work", "attempt", attempt, "locked", len(conflicted), "err", err)
 		if err := backoff.Sleep(ctx, r.retries.Delay(attempt)); err != nil {
 			return fmt.Errorf("keel: unit of work cancelled while retrying: %w", errors.Join(err, context.Cause(ctx)))
 		}
 	}
+}
+
+// conflicted returns the aggregate of a version conflict that err carries,
+// when the Contention policy locks such aggregates, and under Adaptive
+// marks it hot.
+func (r *Runner) conflicted(err error) (aggregateKey, bool) {
+	var ce *repository.ConflictError
+	if r.cfg.Contention != Adaptive && r.cfg.Contention != LockOnRetry || !errors.As(err, &ce) {
+		return aggregateKey{}, false
+	}
+	k := aggregateKey{ce.Type, ce.ID}
+	if r.cfg.Contention == Adaptive {
+		r.hot.mark(k)
+	}
+	return k, true
+}
+
+// addKey adds k to keys unless it is there already.
+func addKey(keys []aggregateKey, k aggregateKey) []aggregateKey {
+	for _, have := range keys {
+		if have == k {
+			return keys
+		}
+	}
+	return append(keys, k)
 }
 
 // retryable reports whether a unit that failed with err may succeed if run
@@ -174,7 +210,7 @@ func (r *Runner) retryable(err error) bool {
 	return errors.Is(err, repository.ErrConflict) || r.d.Classify(err) == dialect.Transient
 }
 
-func (r *Runner) once(ctx context.Context, key string, fn func(ctx context.Context, tx *Tx) error) (err error) {
+func (r *Runner) once(ctx context.Context, key string, conflicted []aggregateKey, fn func(ctx context.Context, tx *Tx) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -193,7 +229,7 @@ func (r *Runner) once(ctx context.Context, key string, fn func(ctx context.Conte
 		}
 	}()
 
-	t := &Tx{conn: sqlTx, r: r}
+	t := &Tx{conn: sqlTx, r: r, conflicted: conflicted}
 	if key != "" {
 		if err := r.claimKey(ctx, t, key); err != nil {
 			return err

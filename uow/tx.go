@@ -30,6 +30,9 @@ type Tx struct {
 	extra   []outbox.Message
 	result  []byte
 	written []outbox.Message
+	// conflicted lists the aggregates that lost a version conflict in
+	// earlier attempts of this call, which Get locks (see ShouldLock).
+	conflicted []aggregateKey
 }
 
 type tracked struct {
@@ -60,6 +63,30 @@ func (t *Tx) Conn() Conn {
 		return u.raw(context.Background())
 	}
 	return t.conn
+}
+
+// ShouldLock reports whether a repository's Get through this Tx should lock
+// the row of the aggregate it reads, as GetForUpdate does. It follows the
+// Runner's Config.Contention: under Adaptive it is true for an aggregate
+// that conflicted in an earlier attempt of this call or, within
+// Config.HotWindow, of any unit of the Runner; under LockOnRetry only for
+// the former; under AlwaysLock for every aggregate; under NeverLock for
+// none. Repositories call it (see repository.LockAdvisor); applications
+// rarely need to.
+func (t *Tx) ShouldLock(aggregateType, id string) bool {
+	switch t.r.cfg.Contention {
+	case NeverLock:
+		return false
+	case AlwaysLock:
+		return true
+	}
+	k := aggregateKey{aggregateType, id}
+	for _, c := range t.conflicted {
+		if c == k {
+			return true
+		}
+	}
+	return t.r.cfg.Contention == Adaptive && t.r.hot.has(k)
 }
 
 // Store returns the store of the unit's Runner: its Dialect rebinds the
