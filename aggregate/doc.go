@@ -42,4 +42,18 @@
 // A Registry maps event names back to Go types so that a stored payload
 // decodes into the struct it was recorded as; Type tells which type, and in
 // which form (struct or pointer), a name was registered with.
+//
+// # Event versions
+//
+// Stored events outlive their Go types. An event whose payload changed
+// shape implements Versioned; Record stamps its SchemaVersion on the
+// envelope, and the outbox message carries it in the HeaderSchemaVersion
+// header (a message without one is version 1). Upcasters, registered per
+// event name and version with Upcast (typed) or Registry.UpcastJSON (raw),
+// bring an old payload to the current type one version at a time, and
+// Registry.Rename maps an event's old name to its new one. Every decode
+// path applies them: the Router's deliveries, redeliveries and requeues,
+// and the Kafka consumer. A payload that cannot reach the current version
+// is a *VersionError naming the event and both versions, never a decode
+// into zero values. See docs/event-evolution.md.
 package aggregate
