@@ -106,7 +106,7 @@ func (r *Runner) AfterCommit(hook func(ctx context.Context, msgs []outbox.Messag
 // fn rolls back and is re-raised. Cancelling ctx rolls back the unit and
 // stops the retries.
 func (r *Runner) Do(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
-	return r.retry(ctx, func(conflicted []aggregateKey) error { return r.once(ctx, "", conflicted, fn) })
+	return r.retryLocking(ctx, func(conflicted []aggregateKey) error { return r.once(ctx, "", conflicted, fn) })
 }
 
 // DoIdempotent is Do for a command that clients may send more than once (a
@@ -123,7 +123,7 @@ func (r *Runner) DoIdempotent(ctx context.Context, key string, fn func(ctx conte
 	if err := dialect.CheckText("DoIdempotent: the idempotency key", key, dialect.MaxIDBytes); err != nil {
 		return dialect.Invalid("%v", err)
 	}
-	return r.retry(ctx, func(conflicted []aggregateKey) error { return r.once(ctx, key, conflicted, fn) })
+	return r.retryLocking(ctx, func(conflicted []aggregateKey) error { return r.once(ctx, key, conflicted, fn) })
 }
 
 // Join runs fn as a unit of work inside tx, a transaction the caller began
@@ -154,9 +154,14 @@ func (r *Runner) Join(ctx context.Context, tx Conn, fn func(ctx context.Context,
 }
 
 // retry runs run until it succeeds, fails for good or runs out of
-// attempts. It passes each attempt the aggregates that lost a version
-// conflict in the attempts before, for the attempt's Tx to lock.
-func (r *Runner) retry(ctx context.Context, run func(conflicted []aggregateKey) error) error {
+// attempts. Under Adaptive, aggregates that conflict become hot.
+func (r *Runner) retry(ctx context.Context, run func() error) error {
+	return r.retryLocking(ctx, func([]aggregateKey) error { return run() })
+}
+
+// retryLocking is retry that also passes each attempt the aggregates that
+// lost a version conflict in the attempts before, for its Tx to lock.
+func (r *Runner) retryLocking(ctx context.Context, run func(conflicted []aggregateKey) error) error {
 	var conflicted []aggregateKey
 	for attempt := 1; ; attempt++ {
 		err := run(conflicted)
