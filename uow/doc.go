@@ -30,6 +30,17 @@
 // first, re-runs the whole function with fresh loads, a bounded number of
 // times.
 //
+// Config.Contention decides when those loads lock. By default (Adaptive)
+// every first attempt reads optimistically. An aggregate that loses a
+// version conflict is then read with a row lock (SELECT ... FOR UPDATE) by
+// the unit's retries, which therefore cannot lose to another writer again,
+// and by the first attempts of the Runner's other units for
+// Config.HotWindow, so that the writers of a hot aggregate queue on its row
+// instead of racing for it. Only the aggregate that conflicted is locked,
+// not everything the unit reads. SQLite serialises writers at BEGIN, so
+// there is nothing to lock there. LockOnRetry, NeverLock and AlwaysLock
+// are the other policies.
+//
 // Aggregates that recorded events must be saved through a unit of work: a
 // repository given a plain *sql.Tx refuses them with
 // repository.ErrUntracked, since their events would never reach the

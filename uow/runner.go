@@ -99,8 +99,10 @@ func (r *Runner) AfterCommit(hook func(ctx context.Context, msgs []outbox.Messag
 // If fn, a handler or the commit fails with a version conflict
 // (repository.ErrConflict) or a transient database error, the transaction is
 // rolled back and fn runs again, up to MaxAttempts times with jittered
-// exponential backoff. fn must therefore load what it changes through tx
-// each time it runs, and have no effects outside the transaction.
+// exponential backoff. Under the default Contention policy, the retries
+// read the aggregate that conflicted with a row lock, so they do not lose
+// to another writer again. fn must therefore load what it changes through
+// tx each time it runs, and have no effects outside the transaction.
 //
 // Any other error rolls the unit back and is returned, wrapped. A panic in
 // fn rolls back and is re-raised. Cancelling ctx rolls back the unit and
