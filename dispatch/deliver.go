@@ -358,6 +358,8 @@ func (r *Router) decode(m *outbox.Message) (aggregate.Event, error) {
 // guard runs one handler's unit of work on one message, bounded by the
 // router's HandlerTimeout, turning a panic into an error.
 func (r *Router) guard(ctx context.Context, h *handler, m *outbox.Message, run func(ctx context.Context) error) (err error) {
+	ctx, finish := r.traceHandler(ctx, h, m)
+	defer func() { finish(err) }()
 	parent := ctx
 	if r.cfg.HandlerTimeout > 0 {
 		var cancel context.CancelFunc

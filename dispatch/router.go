@@ -11,6 +11,7 @@ import (
 
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/internal/telemetry"
 	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/uow"
 )
@@ -56,6 +57,7 @@ type Router struct {
 
 	sql         dialect.SQL // rendered for the store's prefix
 	insertInbox string
+	tel         *telemetry.Telemetry
 
 	mu       sync.RWMutex
 	handlers map[string][]*handler // event name -> handlers, in registration order
@@ -67,6 +69,7 @@ type handler struct {
 	name  string
 	event string
 	fn    func(ctx context.Context, tx *uow.Tx, e aggregate.Event) error
+	tel   handlerMetrics
 }
 
 // NewRouter returns a Router that runs handlers through runner's units of
@@ -99,6 +102,7 @@ func NewRouter(runner *uow.Runner, reg *aggregate.Registry, cfg RouterConfig) (*
 		handlers:    map[string][]*handler{},
 		names:       map[string]string{},
 		insertInbox: d.Rebind(d.InsertIfAbsent(inbox, []string{"handler", "message_id", "processed_at"}, []string{"handler", "message_id"})),
+		tel:         telemetry.For(st.Options().TracerProvider, st.Options().MeterProvider),
 	}, nil
 }
 

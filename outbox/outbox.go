@@ -11,6 +11,7 @@ import (
 
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/internal/telemetry"
 	"github.com/keel-go/keel/store"
 )
 
@@ -25,6 +26,7 @@ type Outbox struct {
 	q     dialect.SQL
 	table string
 	log   *slog.Logger
+	tel   *telemetry.Telemetry
 
 	// notifier is set when EnqueueTx carries a wake-up for other processes
 	// in its INSERT (PostgreSQL, unless the store disables it).
@@ -56,6 +58,7 @@ func New(st *store.Store) (*Outbox, error) {
 		q:       dialect.Render(d, d.SQL(), st.TablePrefix()),
 		table:   st.Table("outbox"),
 		log:     st.Logger(),
+		tel:     telemetry.For(st.Options().TracerProvider, st.Options().MeterProvider),
 		channel: dialect.Channel(st.TablePrefix()),
 		inserts: map[int]string{},
 	}
@@ -93,6 +96,12 @@ func (o *Outbox) Enqueue(ctx context.Context, msgs ...Message) error {
 // Empty ids are filled with new UUIDv7s (the caller's slice is updated) and
 // zero OccurredAt times with the current time.
 //
+// When ctx carries an OpenTelemetry span, each message without a
+// traceparent header is stored with the span's W3C trace context
+// (traceparent and tracestate headers; the caller's slice gets the new
+// header maps, and the maps it passed are left as they were), so that
+// relays, Kafka consumers and handlers continue the trace that wrote it.
+//
 // Every message is checked before anything is written: a missing Name or
 // Payload, an ID over 255 bytes, a partition key over 512 bytes, a text
 // field or header that is not valid UTF-8, or a text field holding a NUL
@@ -129,6 +138,7 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) erro
 			if m.OccurredAt.IsZero() {
 				m.OccurredAt = now
 			}
+			m.Headers = telemetry.Inject(ctx, m.Headers)
 			headers, err := encodeHeaders(m.Headers)
 			if err != nil {
 				return fmt.Errorf("%w: message %d headers: %v", ErrInvalidMessage, start+i, err)

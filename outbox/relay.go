@@ -10,7 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/internal/telemetry"
 	"github.com/keel-go/keel/store"
 )
 
@@ -74,10 +77,10 @@ func NewRelay(st *store.Store, pub Publisher, cfg RelayConfig) (*Relay, error) {
 	_, _ = h.Write([]byte(cfg.ID))
 	r := &Relay{
 		ob:          ob,
-		pub:         pub,
+		pub:         tracedPublisher{pub: pub, tel: ob.tel, attrs: []attribute.KeyValue{telemetry.KeyRelayID.String(cfg.ID)}},
 		cfg:         cfg,
 		log:         cfg.Logger.With("relay", cfg.ID),
-		obs:         cfg.Observer,
+		obs:         observers{cfg.Observer, newMetricsObserver(ob.tel, cfg.ID)},
 		claim:       ob.q.Claim,
 		claimExcept: ob.q.ClaimExcept,
 		acquired:    make(chan struct{}, 1),
@@ -153,6 +156,7 @@ func (r *Relay) run(ctx context.Context) error {
 	}
 	wake, unsubscribe := r.ob.st.Subscribe()
 	defer unsubscribe()
+	defer r.ob.observeOutbox(r.ob.tel)()
 	if _, ok := r.ob.d.(dialect.Notifier); ok && r.ob.st.Options().Listener == nil {
 		r.log.Info("keel: relay polls for commits made by other processes: set store.Options.Listener (pgxlisten.New or pqlisten.New) to be woken by them at once")
 	}

@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"sync"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/keel-go/keel/internal/dialect"
 )
 
@@ -41,6 +44,17 @@ type Options struct {
 	// nil, slog.Default() is used; pass slog.New(slog.DiscardHandler) for
 	// silence.
 	Logger *slog.Logger
+
+	// TracerProvider records keel's spans: units of work, relay batches,
+	// handlers and Kafka consumers, and the trace context stored with every
+	// outbox message. If nil, OpenTelemetry's global provider is used,
+	// which records nothing until the application installs an SDK.
+	TracerProvider trace.TracerProvider
+
+	// MeterProvider records keel's metrics (docs/operations.md lists them).
+	// If nil, OpenTelemetry's global provider is used, which records
+	// nothing until the application installs an SDK.
+	MeterProvider metric.MeterProvider
 }
 
 // Store is keel's side of one database: the handle, its dialect, and the
@@ -68,7 +82,7 @@ func Open(db *sql.DB, d Dialect, opts Options) (*Store, error) {
 		return nil, dialect.Invalid("store.Open: nil *sql.DB; pass an open database handle, such as the result of sql.Open")
 	}
 	if d == nil {
-		return nil, dialect.Invalid("store.Open: nil Dialect; pass sqlite.Dialect() or postgres.Dialect() from keel's store/sqlite or store/postgres")
+		return nil, dialect.Invalid("store.Open: nil Dialect; pass sqlite.Dialect(), postgres.Dialect() or mysql.Dialect() from keel's store/sqlite, store/postgres or store/mysql")
 	}
 	prefix, err := dialect.Prefix(opts.TablePrefix)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/keel-go/keel/internal/aggstate"
 	"github.com/keel-go/keel/internal/backoff"
 	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/internal/telemetry"
 	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/repository"
 	"github.com/keel-go/keel/store"
@@ -27,6 +28,7 @@ type Runner struct {
 	cfg      Config
 	retries  backoff.Policy
 	hot      hotSet
+	tel      *telemetry.Telemetry
 	ob       *outbox.Outbox
 	handlers map[string][]handler
 	hooks    []func(ctx context.Context, msgs []outbox.Message)
@@ -63,6 +65,7 @@ func New(st *store.Store, cfg Config) (*Runner, error) {
 		cfg:        cfg,
 		retries:    backoff.Policy{Base: cfg.MinBackoff, Max: cfg.MaxBackoff, Jitter: backoff.Full},
 		hot:        hotSet{window: cfg.HotWindow},
+		tel:        telemetry.For(st.Options().TracerProvider, st.Options().MeterProvider),
 		ob:         ob,
 		handlers:   map[string][]handler{},
 		idemTable:  idem,
@@ -108,7 +111,9 @@ func (r *Runner) AfterCommit(hook func(ctx context.Context, msgs []outbox.Messag
 // fn rolls back and is re-raised. Cancelling ctx rolls back the unit and
 // stops the retries.
 func (r *Runner) Do(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
-	return r.retryLocking(ctx, func(conflicted []aggregateKey) error { return r.once(ctx, "", conflicted, fn) })
+	return r.traced(ctx, spanDo, false, func(ctx context.Context) error {
+		return r.retryLocking(ctx, func(conflicted []aggregateKey) error { return r.once(ctx, "", conflicted, fn) })
+	})
 }
 
 // DoIdempotent is Do for a command that clients may send more than once (a
@@ -125,7 +130,9 @@ func (r *Runner) DoIdempotent(ctx context.Context, key string, fn func(ctx conte
 	if err := dialect.CheckText("DoIdempotent: the idempotency key", key, dialect.MaxIDBytes); err != nil {
 		return dialect.Invalid("%v", err)
 	}
-	return r.retryLocking(ctx, func(conflicted []aggregateKey) error { return r.once(ctx, key, conflicted, fn) })
+	return r.traced(ctx, spanDo, true, func(ctx context.Context) error {
+		return r.retryLocking(ctx, func(conflicted []aggregateKey) error { return r.once(ctx, key, conflicted, fn) })
+	})
 }
 
 // Join runs fn as a unit of work inside tx, a transaction the caller began
@@ -140,19 +147,21 @@ func (r *Runner) Join(ctx context.Context, tx Conn, fn func(ctx context.Context,
 	if tx == nil {
 		return dialect.Invalid("uow.Join: nil transaction; pass the *sql.Tx or *sqlx.Tx to write into")
 	}
-	t := &Tx{conn: tx, r: r}
-	if err := fn(ctx, t); err != nil {
-		r.conflicted(err)
-		return err
-	}
-	if err := r.flush(ctx, t); err != nil {
-		r.conflicted(err)
-		return err
-	}
-	for _, tr := range t.tracked {
-		aggstate.MarkCommitted(tr.a)
-	}
-	return nil
+	return r.traced(ctx, spanJoin, false, func(ctx context.Context) error {
+		t := &Tx{conn: tx, r: r}
+		if err := fn(ctx, t); err != nil {
+			r.conflicted(err)
+			return err
+		}
+		if err := r.flush(ctx, t); err != nil {
+			r.conflicted(err)
+			return err
+		}
+		for _, tr := range t.tracked {
+			aggstate.MarkCommitted(tr.a)
+		}
+		return nil
+	})
 }
 
 // retry runs run until it succeeds, fails for good or runs out of
@@ -171,14 +180,18 @@ func (r *Runner) retryLocking(ctx context.Context, run func(conflicted []aggrega
 			return nil
 		}
 		if !r.retryable(err) {
+			r.noteFailure(ctx, attempt, err, false)
 			return err
 		}
 		if k, ok := r.conflicted(err); ok {
 			conflicted = addKey(conflicted, k)
 		}
 		if attempt >= r.cfg.MaxAttempts {
+			r.noteFailure(ctx, attempt, err, false)
+			r.tel.UnitsGaveUp.Add(ctx, 1)
 			return fmt.Errorf("keel: unit of work gave up after %d attempts: %w", attempt, err)
 		}
+		r.noteFailure(ctx, attempt, err, true)
 		r.cfg.Logger.DebugContext(ctx, "keel: retrying unit of work", "attempt", attempt, "locked", len(conflicted), "err", err)
 		if err := backoff.Sleep(ctx, r.retries.Delay(attempt)); err != nil {
 			return fmt.Errorf("keel: unit of work cancelled while retrying: %w", errors.Join(err, context.Cause(ctx)))
@@ -260,6 +273,7 @@ func (r *Runner) once(ctx context.Context, key string, conflicted []aggregateKey
 		return fmt.Errorf("keel: commit unit of work: %w", err)
 	}
 	committed = true
+	r.tel.UnitsCommitted.Add(ctx, 1)
 	r.committed(ctx, t.tracked, t.written)
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keel-go/keel/internal/backoff"
 	"github.com/keel-go/keel/internal/dialect"
+	"github.com/keel-go/keel/internal/telemetry"
 	"github.com/keel-go/keel/outbox"
 )
 
@@ -52,6 +53,7 @@ type Consumer struct {
 	dlq       *kafkago.Writer
 	transport *kafkago.Transport // ours to close; nil when the caller passed one
 	log       *slog.Logger
+	tel       *telemetry.Telemetry
 
 	running   atomic.Bool
 	closed    atomic.Bool
@@ -71,7 +73,8 @@ func NewConsumer(cfg ConsumerConfig, h Handler) (*Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Consumer{cfg: cfg, h: h, log: cfg.Logger, retry: backoff.Policy{Base: cfg.RetryBackoff, Max: cfg.MaxRetryBackoff}}
+	c := &Consumer{cfg: cfg, h: h, log: cfg.Logger, retry: backoff.Policy{Base: cfg.RetryBackoff, Max: cfg.MaxRetryBackoff},
+		tel: telemetry.For(cfg.TracerProvider, cfg.MeterProvider)}
 	c.r = kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:     cfg.Brokers,
 		GroupID:     cfg.GroupID,
@@ -138,6 +141,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if c.closed.Load() {
 		return nil
 	}
+	defer c.observeLag()()
 	failures := 0
 	for {
 		km, err := c.r.FetchMessage(ctx)
@@ -165,8 +169,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 // handle delivers one message, dead-letters it if it keeps failing, and
 // commits its offset. It returns an error only when ctx ended first.
-func (c *Consumer) handle(ctx context.Context, km *kafkago.Message) error {
+func (c *Consumer) handle(ctx context.Context, km *kafkago.Message) (err error) {
 	m := FromRecord(*km)
+	ctx, end := c.traceRecord(ctx, km, &m)
+	defer func() { end(err) }()
 	for attempt := 1; ; attempt++ {
 		err := c.h.Deliver(ctx, m)
 		if err == nil {

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keel-go/keel/internal/dialect"
 )
@@ -122,6 +124,16 @@ type ConsumerConfig struct {
 	// nil, slog.Default() is used; pass slog.New(slog.DiscardHandler) for
 	// silence.
 	Logger *slog.Logger
+
+	// TracerProvider records a span for each record the consumer hands to
+	// its Handler, continuing the trace the record's traceparent header
+	// carries (written with the outbox row it was published from), so
+	// that the handlers' spans join it. If nil, OpenTelemetry's global
+	// provider is used. Set it to the store's when the store has its own.
+	TracerProvider trace.TracerProvider
+	// MeterProvider records the consumer's lag and its dead letters. If
+	// nil, OpenTelemetry's global provider is used.
+	MeterProvider metric.MeterProvider
 }
 
 func (cfg ConsumerConfig) withDefaults() (ConsumerConfig, error) {

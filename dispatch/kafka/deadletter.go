@@ -9,8 +9,10 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/keel-go/keel/internal/backoff"
+	"github.com/keel-go/keel/internal/telemetry"
 	"github.com/keel-go/keel/outbox"
 )
 
@@ -36,6 +38,7 @@ func (c *Consumer) deadLetter(ctx context.Context, km *kafkago.Message, m *outbo
 	for try := 1; ; try++ {
 		err := c.dlq.WriteMessages(ctx, rec)
 		if err == nil {
+			c.tel.DeadLetters.Add(ctx, 1, metric.WithAttributes(telemetry.KeyTopic.String(km.Topic)))
 			return nil
 		}
 		if ctx.Err() != nil {

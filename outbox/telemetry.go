@@ -1,0 +1,111 @@
+package outbox
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/keel-go/keel/internal/telemetry"
+)
+
+// observers calls each of its Observers in turn.
+type observers []Observer
+
+func (list observers) ObserveBatch(r BatchReport) {
+	for _, o := range list {
+		o.ObserveBatch(r)
+	}
+}
+
+// metricsObserver records a relay's batches as OpenTelemetry metrics.
+type metricsObserver struct {
+	tel      *telemetry.Telemetry
+	relay    attribute.KeyValue
+	outcomes [5]metric.AddOption // delivered, failed, parked, held, unrecorded
+	plain    metric.MeasurementOption
+}
+
+func newMetricsObserver(tel *telemetry.Telemetry, relayID string) *metricsObserver {
+	relay := telemetry.KeyRelayID.String(relayID)
+	o := &metricsObserver{tel: tel, relay: relay, plain: metric.WithAttributeSet(attribute.NewSet(relay))}
+	for i, name := range []string{"delivered", "failed", "parked", "held", "unrecorded"} {
+		o.outcomes[i] = metric.WithAttributeSet(attribute.NewSet(relay, telemetry.KeyOutcome.String(name)))
+	}
+	return o
+}
+
+// ObserveBatch implements Observer.
+func (o *metricsObserver) ObserveBatch(r BatchReport) {
+	ctx := context.Background()
+	t := o.tel
+	t.RelayBatches.Add(ctx, 1, o.plain)
+	for i, n := range []int{r.Delivered, r.Failed, r.Parked, r.Held, r.Unrecorded} {
+		if n > 0 {
+			t.RelayMessages.Add(ctx, int64(n), o.outcomes[i])
+		}
+	}
+	t.RelayBatchDuration.Record(ctx, r.Duration.Seconds(), o.plain)
+	t.RelayLag.Record(ctx, r.Lag.Seconds(), o.plain)
+}
+
+// observeOutbox reports the outbox's counts (Stats) each time the meter
+// collects, while a relay runs, and returns the function that stops it.
+// Every running relay of a process reports them, as the same values.
+func (o *Outbox) observeOutbox(tel *telemetry.Telemetry) (stop func()) {
+	reg, err := tel.Meter.RegisterCallback(func(ctx context.Context, obs metric.Observer) error {
+		s, err := o.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		obs.ObserveInt64(tel.OutboxPending, s.Pending)
+		obs.ObserveInt64(tel.OutboxRetrying, s.Retrying)
+		obs.ObserveInt64(tel.OutboxParked, s.Parked)
+		obs.ObserveFloat64(tel.OutboxOldest, s.OldestPending.Seconds())
+		return nil
+	}, tel.OutboxPending, tel.OutboxRetrying, tel.OutboxParked, tel.OutboxOldest)
+	if err != nil {
+		o.log.Warn("keel: cannot report outbox metrics", "err", err)
+		return func() {}
+	}
+	return func() { _ = reg.Unregister() }
+}
+
+// tracedPublisher records a span around each Publish of a relay. Its
+// messages come from many units of work, each its own trace, so the span
+// does not continue any of them: it starts a trace of its own and links to
+// the span context each message carries (up to telemetry.MaxLinks).
+// Publishers see it in their ctx; dispatch's handlers, for example, link
+// back to it.
+type tracedPublisher struct {
+	pub   Publisher
+	tel   *telemetry.Telemetry
+	attrs []attribute.KeyValue
+}
+
+func (p tracedPublisher) Publish(ctx context.Context, batch []Message) error {
+	links := make([]trace.Link, 0, min(len(batch), telemetry.MaxLinks))
+	var last trace.SpanContext
+	for i := range batch {
+		if len(links) == telemetry.MaxLinks {
+			break
+		}
+		sc := telemetry.SpanContext(batch[i].Headers)
+		if sc.IsValid() && !sc.Equal(last) {
+			links = append(links, trace.Link{SpanContext: sc})
+			last = sc
+		}
+	}
+	ctx, span := p.tel.Tracer.Start(ctx, "keel.relay.publish", trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithLinks(links...), trace.WithAttributes(p.attrs...),
+		trace.WithAttributes(telemetry.KeyBatchSize.Int(len(batch))))
+	err := p.pub.Publish(ctx, batch)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "some messages were not published")
+	}
+	span.End()
+	return err
+}
