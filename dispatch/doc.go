@@ -117,6 +117,24 @@
 // parked at once; requeue them with relay.Outbox().Requeue after the fix,
 // and only the handlers that have not taken effect run.
 //
+// # Event versions
+//
+// The Router decodes each message with Message.Decode, at the schema
+// version its keel-schema-version header names, so a payload written by an
+// older release reaches a handler in the current type through the
+// Registry's upcasters, on first delivery, redelivery and requeue alike; a
+// message under a renamed event's old name reaches the new name's
+// handlers. A version no upcaster leads from is a permanent error naming
+// the event and both versions: the message is parked, and a requeue after
+// the upcaster is deployed delivers it (see aggregate.Versioned and
+// docs/event-evolution.md).
+//
+// # Testing
+//
+// Package dispatch/dispatchtest runs a unit of work and delivers everything
+// it causes through a Router, a Bus and a relay, then reports what was
+// published, handled, parked and failed.
+//
 // # Tracing
 //
 // A handler finds the message it handles with MessageFrom. Events it records

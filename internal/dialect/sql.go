@@ -298,7 +298,7 @@ var Schema = []struct {
 	Table   string
 	Columns string
 }{
-	{"aggregates", "aggregate_type, aggregate_id, version, state, created_at, updated_at"},
+	{"aggregates", "aggregate_type, aggregate_id, version, state, state_version, created_at, updated_at"},
 	{"outbox", "seq, id, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at, created_at, state, attempts, next_attempt_at, last_error, delivered_at"},
 	{"outbox_leases", "partition_no, owner, expires_at"},
 	{"outbox_relays", "id, expires_at"},
