@@ -35,6 +35,7 @@ type Batch struct {
 	aborted error // why the transaction can no longer be used
 	tracked []tracked
 	written []outbox.Message
+	units   int // units that succeeded, committed with the batch
 }
 
 // DoBatch runs fn in one transaction in which fn runs units of work with
@@ -89,6 +90,7 @@ func (r *Runner) batchOnce(ctx context.Context, fn func(ctx context.Context, b *
 		return fmt.Errorf("keel: commit batch: %w", err)
 	}
 	committed = true
+	r.tel.UnitsCommitted.Add(ctx, int64(b.units))
 	r.committed(ctx, b.tracked, b.written)
 	return nil
 }
@@ -177,6 +179,7 @@ func (b *Batch) once(ctx context.Context, fn func(ctx context.Context, tx *Tx) e
 	done = true
 	b.tracked = append(b.tracked, t.tracked...)
 	b.written = append(b.written, t.written...)
+	b.units++
 	return nil
 }
 
