@@ -156,7 +156,7 @@ func (r *Relay) run(ctx context.Context) error {
 	}
 	wake, unsubscribe := r.ob.st.Subscribe()
 	defer unsubscribe()
-	defer r.ob.observeOutbox(r.ob.tel)()
+	defer r.observe()()
 	if _, ok := r.ob.d.(dialect.Notifier); ok && r.ob.st.Options().Listener == nil {
 		r.log.Info("keel: relay polls for commits made by other processes: set store.Options.Listener (pgxlisten.New or pqlisten.New) to be woken by them at once")
 	}

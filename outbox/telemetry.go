@@ -51,12 +51,16 @@ func (o *metricsObserver) ObserveBatch(r BatchReport) {
 	t.RelayLag.Record(ctx, r.Lag.Seconds(), o.plain)
 }
 
-// observeOutbox reports the outbox's counts (Stats) each time the meter
-// collects, while a relay runs, and returns the function that stops it.
-// Every running relay of a process reports them, as the same values.
-func (o *Outbox) observeOutbox(tel *telemetry.Telemetry) (stop func()) {
+// observe reports, each time the meter collects while the relay runs, the
+// partitions it leases and the outbox's counts (Stats), and returns the
+// function that stops it. Every running relay of a process reports the
+// outbox's counts, as the same values.
+func (r *Relay) observe() (stop func()) {
+	tel := r.ob.tel
+	relay := metric.WithAttributeSet(attribute.NewSet(telemetry.KeyRelayID.String(r.cfg.ID)))
 	reg, err := tel.Meter.RegisterCallback(func(ctx context.Context, obs metric.Observer) error {
-		s, err := o.Stats(ctx)
+		obs.ObserveInt64(tel.RelayPartitions, int64(r.leases.count()), relay)
+		s, err := r.ob.Stats(ctx)
 		if err != nil {
 			return err
 		}
@@ -65,9 +69,9 @@ func (o *Outbox) observeOutbox(tel *telemetry.Telemetry) (stop func()) {
 		obs.ObserveInt64(tel.OutboxParked, s.Parked)
 		obs.ObserveFloat64(tel.OutboxOldest, s.OldestPending.Seconds())
 		return nil
-	}, tel.OutboxPending, tel.OutboxRetrying, tel.OutboxParked, tel.OutboxOldest)
+	}, tel.RelayPartitions, tel.OutboxPending, tel.OutboxRetrying, tel.OutboxParked, tel.OutboxOldest)
 	if err != nil {
-		o.log.Warn("keel: cannot report outbox metrics", "err", err)
+		r.log.Warn("keel: cannot report relay metrics", "err", err)
 		return func() {}
 	}
 	return func() { _ = reg.Unregister() }

@@ -35,6 +35,10 @@ type cli struct {
 	after      int64  // parked list --after
 	relayFlags relayOptions
 
+	// storeOptions are the options the store is opened with, beyond the
+	// prefix; a command sets them before it opens the store.
+	storeOptions store.Options
+
 	st      *store.Store
 	closeDB func()
 }
@@ -112,7 +116,12 @@ func (c *cli) store(ctx context.Context) (*store.Store, error) {
 			mode = offline
 		}
 	}
-	st, closeDB, err := openDSN(ctx, c.dsn, c.prefix, mode)
+	opts := c.storeOptions
+	opts.TablePrefix = c.prefix
+	if opts.Logger == nil {
+		opts.Logger = discardLogger
+	}
+	st, closeDB, err := openDSN(ctx, c.dsn, opts, mode)
 	if err != nil {
 		return nil, err
 	}

@@ -2,89 +2,166 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
+	"log/slog"
+	"math"
 	"net/http"
-	"sync"
-	"time"
+	"slices"
+	"strconv"
+	"strings"
 
-	"github.com/keel-go/keel/outbox"
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
-// metrics counts what the relay reports and serves it, with the outbox's
-// counts read at each scrape, in the Prometheus text exposition format
-// (version 0.0.4). The format is a few lines of text per metric, so it is
-// written here rather than through a client library and its dependencies.
-type metrics struct {
-	mu         sync.Mutex
-	batches    uint64
-	outcomes   map[string]uint64 // delivered, failed, parked, held, unrecorded
-	durSum     float64
-	lastLag    float64
-	partitions func() int
-	stats      func(context.Context) (outbox.Stats, error)
+// prometheus serves the metrics keel records through OpenTelemetry (the
+// relay's, the outbox's) in the Prometheus text exposition format, version
+// 0.0.4, named as OpenTelemetry's Prometheus compatibility rules name
+// them: dots become underscores, a unit of seconds adds "_seconds", and
+// counters end in "_total". The format is a few lines of text per series,
+// so it is written here rather than through the Prometheus client library
+// and its dependencies.
+type prometheus struct {
+	reader *sdkmetric.ManualReader
+	log    *slog.Logger
 }
 
-var outcomes = []string{"delivered", "failed", "parked", "held", "unrecorded"}
-
-func newMetrics() *metrics {
-	return &metrics{outcomes: map[string]uint64{}}
-}
-
-// ObserveBatch implements outbox.Observer.
-func (m *metrics) ObserveBatch(r outbox.BatchReport) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.batches++
-	m.outcomes["delivered"] += uint64(r.Delivered)
-	m.outcomes["failed"] += uint64(r.Failed)
-	m.outcomes["parked"] += uint64(r.Parked)
-	m.outcomes["held"] += uint64(r.Held)
-	m.outcomes["unrecorded"] += uint64(r.Unrecorded)
-	m.durSum += r.Duration.Seconds()
-	m.lastLag = r.Lag.Seconds()
-}
-
-// ServeHTTP writes the metrics. When the outbox cannot be read, its gauges
-// are left out and keel_outbox_up is 0, so an alert can tell a stale scrape
-// from an empty outbox.
-func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	s, err := m.stats(ctx)
-
-	var b bytes.Buffer
-	m.mu.Lock()
-	metric(&b, "keel_relay_batches_total", "counter", "Batches the relay published.")
-	fmt.Fprintf(&b, "keel_relay_batches_total %d\n", m.batches)
-	metric(&b, "keel_relay_messages_total", "counter", "Messages the relay handled, by outcome: delivered, failed (retried later), parked, held (behind a failed message of their key), unrecorded (a failure that could not be written).")
-	for _, o := range outcomes {
-		fmt.Fprintf(&b, "keel_relay_messages_total{outcome=%q} %d\n", o, m.outcomes[o])
+func (p prometheus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var rm metricdata.ResourceMetrics
+	if err := p.reader.Collect(r.Context(), &rm); err != nil {
+		// A failed callback (the database down, say) leaves its series
+		// out; the others are still worth serving.
+		p.log.Warn("keel: some metrics could not be collected", "err", err)
 	}
-	metric(&b, "keel_relay_batch_duration_seconds_total", "counter", "Time spent on batches, from claim to settle; divide its rate by the batches' rate for the mean.")
-	fmt.Fprintf(&b, "keel_relay_batch_duration_seconds_total %g\n", m.durSum)
-	metric(&b, "keel_relay_lag_seconds", "gauge", "Age of the oldest message of the last batch when it was published.")
-	fmt.Fprintf(&b, "keel_relay_lag_seconds %g\n", m.lastLag)
-	m.mu.Unlock()
-	metric(&b, "keel_relay_partitions", "gauge", "Partitions this relay leases.")
-	fmt.Fprintf(&b, "keel_relay_partitions %d\n", m.partitions())
-
-	metric(&b, "keel_outbox_up", "gauge", "1 if the outbox could be read for this scrape, 0 if not.")
-	if err != nil {
-		fmt.Fprintf(&b, "keel_outbox_up 0\n")
-	} else {
-		fmt.Fprintf(&b, "keel_outbox_up 1\n")
-		metric(&b, "keel_outbox_messages", "gauge", "Outbox rows by state: pending (including retrying), retrying, parked.")
-		fmt.Fprintf(&b, "keel_outbox_messages{state=\"pending\"} %d\n", s.Pending)
-		fmt.Fprintf(&b, "keel_outbox_messages{state=\"retrying\"} %d\n", s.Retrying)
-		fmt.Fprintf(&b, "keel_outbox_messages{state=\"parked\"} %d\n", s.Parked)
-		metric(&b, "keel_outbox_oldest_pending_seconds", "gauge", "Age of the oldest pending row; 0 when none is pending.")
-		fmt.Fprintf(&b, "keel_outbox_oldest_pending_seconds %g\n", s.OldestPending.Seconds())
+	var b bytes.Buffer
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			writeMetric(&b, m)
+		}
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write(b.Bytes())
 }
 
-func metric(b *bytes.Buffer, name, typ, help string) {
-	fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+func writeMetric(b *bytes.Buffer, m metricdata.Metrics) {
+	name := promName(m.Name)
+	switch m.Unit {
+	case "s":
+		name += "_seconds"
+	case "By":
+		name += "_bytes"
+	}
+	header := func(typ string) {
+		if typ == "counter" {
+			name += "_total"
+		}
+		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, escapeHelp(m.Description), name, typ)
+	}
+	switch d := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		header(sumType(d.IsMonotonic))
+		writePoints(b, name, d.DataPoints)
+	case metricdata.Sum[float64]:
+		header(sumType(d.IsMonotonic))
+		writePoints(b, name, d.DataPoints)
+	case metricdata.Gauge[int64]:
+		header("gauge")
+		writePoints(b, name, d.DataPoints)
+	case metricdata.Gauge[float64]:
+		header("gauge")
+		writePoints(b, name, d.DataPoints)
+	case metricdata.Histogram[float64]:
+		header("histogram")
+		points := slices.Clone(d.DataPoints)
+		slices.SortFunc(points, func(x, y metricdata.HistogramDataPoint[float64]) int {
+			return strings.Compare(labels(x.Attributes, ""), labels(y.Attributes, ""))
+		})
+		for _, p := range points {
+			var cum uint64
+			for i, bound := range p.Bounds {
+				cum += p.BucketCounts[i]
+				fmt.Fprintf(b, "%s_bucket%s %d\n", name, labels(p.Attributes, `le="`+formatFloat(bound)+`"`), cum)
+			}
+			fmt.Fprintf(b, "%s_bucket%s %d\n", name, labels(p.Attributes, `le="+Inf"`), p.Count)
+			fmt.Fprintf(b, "%s_sum%s %s\n", name, labels(p.Attributes, ""), formatFloat(p.Sum))
+			fmt.Fprintf(b, "%s_count%s %d\n", name, labels(p.Attributes, ""), p.Count)
+		}
+	}
+}
+
+// sumType is the Prometheus type of a sum: a monotonic one counts up.
+func sumType(monotonic bool) string {
+	if monotonic {
+		return "counter"
+	}
+	return "gauge"
+}
+
+func writePoints[N int64 | float64](b *bytes.Buffer, name string, points []metricdata.DataPoint[N]) {
+	points = slices.Clone(points)
+	slices.SortFunc(points, func(x, y metricdata.DataPoint[N]) int {
+		return strings.Compare(labels(x.Attributes, ""), labels(y.Attributes, ""))
+	})
+	for _, p := range points {
+		fmt.Fprintf(b, "%s%s %s\n", name, labels(p.Attributes, ""), formatFloat(float64(p.Value)))
+	}
+}
+
+// labels writes attrs (and extra, already formatted) as a label set.
+func labels(attrs attribute.Set, extra string) string {
+	if attrs.Len() == 0 && extra == "" {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, kv := range attrs.ToSlice() {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(promName(string(kv.Key)))
+		b.WriteString(`="`)
+		b.WriteString(escapeLabel(kv.Value.Emit()))
+		b.WriteByte('"')
+	}
+	if extra != "" {
+		if attrs.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(extra)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// promName turns an OpenTelemetry name into a Prometheus one: every
+// character outside [a-zA-Z0-9_:] becomes an underscore.
+func promName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == ':':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+var (
+	labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+)
+
+func escapeLabel(s string) string { return labelEscaper.Replace(s) }
+func escapeHelp(s string) string  { return helpEscaper.Replace(s) }
+
+func formatFloat(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "+Inf"
+	case math.IsInf(f, -1):
+		return "-Inf"
+	case math.IsNaN(f):
+		return "NaN"
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
 }

@@ -41,12 +41,11 @@ const (
 
 // openDSN opens the database a DSN names with the dialect it implies and,
 // unless mode is offline, checks that it answers.
-func openDSN(ctx context.Context, dsn, prefix string, mode openMode) (*store.Store, func(), error) {
+func openDSN(ctx context.Context, dsn string, opts store.Options, mode openMode) (*store.Store, func(), error) {
 	dsn = strings.TrimSpace(dsn)
 	var (
 		db      *sql.DB
 		d       store.Dialect
-		opts    = store.Options{TablePrefix: prefix, Logger: discardLogger}
 		closeDB = func() {}
 		what    string
 	)

@@ -12,8 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/keel-go/keel/dispatch/kafka"
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
 )
 
 // relayOptions are the flags of "keel relay".
@@ -84,6 +87,10 @@ func relay(ctx context.Context, c *cli) error {
 		return usagef("no topic; pass --topic, or --route NAME=TOPIC for each event name")
 	}
 	log := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+	reader := sdkmetric.NewManualReader()
+	meters := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer meters.Shutdown(context.Background())
+	c.storeOptions = store.Options{Logger: log, MeterProvider: meters}
 
 	st, err := c.store(ctx)
 	if err != nil {
@@ -112,7 +119,6 @@ func relay(ctx context.Context, c *cli) error {
 	}
 	defer pub.Close()
 
-	m := newMetrics()
 	relay, err := outbox.NewRelay(st, pub, outbox.RelayConfig{
 		ID:             o.id,
 		BatchSize:      o.batch,
@@ -120,15 +126,10 @@ func relay(ctx context.Context, c *cli) error {
 		PublishTimeout: o.timeout,
 		MaxAttempts:    o.attempts,
 		Logger:         log,
-		Observer:       m,
 	})
 	if err != nil {
 		return err
 	}
-	ob := relay.Outbox()
-	m.partitions = relay.Partitions
-	m.stats = ob.Stats
-
 	var running atomic.Bool
 	var srv *http.Server
 	if o.http != "" {
@@ -137,7 +138,7 @@ func relay(ctx context.Context, c *cli) error {
 			return fmt.Errorf("cannot serve --http %s: %v", o.http, err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", m)
+		mux.Handle("GET /metrics", prometheus{reader: reader, log: log})
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintln(w, "ok")
 		})

@@ -55,6 +55,7 @@ type Telemetry struct {
 	RelayMessages      metric.Int64Counter
 	RelayBatchDuration metric.Float64Histogram
 	RelayLag           metric.Float64Histogram
+	RelayPartitions    metric.Int64ObservableGauge
 
 	HandlerDuration metric.Float64Histogram
 	HandlerErrors   metric.Int64Counter
@@ -124,6 +125,9 @@ func build(tp trace.TracerProvider, mp metric.MeterProvider) *Telemetry {
 	t.RelayLag, _ = m.Float64Histogram("keel.relay.lag", metric.WithUnit("s"),
 		metric.WithDescription("Commit-to-publish lag: the age of a batch's oldest message when it was published."),
 		metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
+
+	t.RelayPartitions, _ = m.Int64ObservableGauge("keel.relay.partitions", metric.WithUnit("{partition}"),
+		metric.WithDescription("Partitions a running relay leases, of 64."))
 
 	t.HandlerDuration, _ = m.Float64Histogram("keel.handler.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time a handler took for one message, by keel.handler, keel.event and keel.outcome."),
