@@ -77,6 +77,7 @@ type VersionError struct {
 	Err error
 }
 
+// Error says which version was found, which was expected, and what to do.
 func (e *VersionError) Error() string {
 	if errors.Is(e.Err, ErrNewerVersion) {
 		return fmt.Sprintf("keel: event %q was stored at version %d, but this release knows it up to version %d: deploy the release that knows version %d before decoding it",

@@ -374,6 +374,8 @@ type recorder struct {
 	fails []Failure
 }
 
+// Publish hands batch to the real publisher and notes each message's
+// outcome.
 func (r *recorder) Publish(ctx context.Context, batch []outbox.Message) error {
 	err := r.inner.Publish(ctx, batch)
 	var be *outbox.BatchError

@@ -36,8 +36,11 @@ type testHandler struct {
 	with  func(slog.Handler) slog.Handler
 }
 
+// Enabled reports whether l is Warn or above.
 func (h *testHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
 
+// Handle formats r as slog's text handler would, without the time, and
+// writes it to the test's log unless the test has ended.
 func (h *testHandler) Handle(ctx context.Context, r slog.Record) error {
 	var b strings.Builder
 	var inner slog.Handler = slog.NewTextHandler(&b, &slog.HandlerOptions{
@@ -62,6 +65,7 @@ func (h *testHandler) Handle(ctx context.Context, r slog.Record) error {
 	return nil
 }
 
+// WithAttrs returns a handler adding attrs to every record.
 func (h *testHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	prev := h.with
 	return &testHandler{t: h.t, state: h.state, with: func(in slog.Handler) slog.Handler {
@@ -72,6 +76,7 @@ func (h *testHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	}}
 }
 
+// WithGroup returns a handler putting later attributes in group name.
 func (h *testHandler) WithGroup(name string) slog.Handler {
 	prev := h.with
 	return &testHandler{t: h.t, state: h.state, with: func(in slog.Handler) slog.Handler {
