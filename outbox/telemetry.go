@@ -90,21 +90,25 @@ type tracedPublisher struct {
 }
 
 func (p tracedPublisher) Publish(ctx context.Context, batch []Message) error {
-	links := make([]trace.Link, 0, min(len(batch), telemetry.MaxLinks))
-	var last trace.SpanContext
-	for i := range batch {
-		if len(links) == telemetry.MaxLinks {
-			break
-		}
-		sc := telemetry.SpanContext(batch[i].Headers)
-		if sc.IsValid() && !sc.Equal(last) {
-			links = append(links, trace.Link{SpanContext: sc})
-			last = sc
+	ctx, span := p.tel.Tracer.Start(ctx, "keel.relay.publish", trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(p.attrs...), trace.WithAttributes(telemetry.KeyBatchSize.Int(len(batch))))
+	if span.IsRecording() {
+		links := 0
+		var last string // the traceparent linked last: a unit's messages share it
+		for i := range batch {
+			tp := batch[i].Headers[telemetry.HeaderTraceParent]
+			if tp == "" || tp == last {
+				continue
+			}
+			if sc := telemetry.SpanContext(batch[i].Headers); sc.IsValid() {
+				span.AddLink(trace.Link{SpanContext: sc})
+				last = tp
+				if links++; links == telemetry.MaxLinks {
+					break
+				}
+			}
 		}
 	}
-	ctx, span := p.tel.Tracer.Start(ctx, "keel.relay.publish", trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithLinks(links...), trace.WithAttributes(p.attrs...),
-		trace.WithAttributes(telemetry.KeyBatchSize.Int(len(batch))))
 	err := p.pub.Publish(ctx, batch)
 	if err != nil {
 		span.RecordError(err)

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
@@ -29,53 +33,24 @@ func BenchmarkCommit(b *testing.B) {
 		b.Run(setup.Name, func(b *testing.B) {
 			db := testdb.Open(b, setup)
 			bu := setupBench(b, db)
-			b.Run("keel", func(b *testing.B) {
-				ctx := context.Background()
-				b.ReportAllocs()
-				for i := 0; b.Loop(); i++ {
-					err := bu.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
-						a, err := bu.accounts.Get(ctx, tx, "bench-1")
-						if err != nil {
-							return err
-						}
-						if err := a.Deposit(1); err != nil {
-							return err
-						}
-						return bu.accounts.Save(ctx, tx, a)
-					})
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
-			})
+			b.Run("keel", func(b *testing.B) { depositLoop(b, bu) })
 			if setup.IsPostgres() {
 				// The same command without the commit-time NOTIFY that wakes
 				// relays in other processes, to show what it costs: a second
 				// store on the same database, with DisableNotify.
 				quietDB := testdb.Reopen(b, setup, db.DSN, store.Options{DisableNotify: true, Logger: testdb.Logger()})
 				quiet := bundleFor(b, quietDB)
-				b.Run("keel-nonotify", func(b *testing.B) {
-					ctx := context.Background()
-					b.ReportAllocs()
-					for b.Loop() {
-						err := quiet.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
-							a, err := quiet.accounts.Get(ctx, tx, "bench-1")
-							if err != nil {
-								return err
-							}
-							if err := a.Deposit(1); err != nil {
-								return err
-							}
-							return quiet.accounts.Save(ctx, tx, a)
-						})
-						if err != nil {
-							b.Fatal(err)
-						}
-					}
-					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
-				})
+				b.Run("keel-nonotify", func(b *testing.B) { depositLoop(b, quiet) })
 			}
+			// The same command with OpenTelemetry's SDK recording every span
+			// (to an exporter that drops them) and every metric (into a
+			// reader never collected): what tracing and metrics cost.
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracetest.NewNoopExporter()))
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+			b.Cleanup(func() { _ = tp.Shutdown(context.Background()); _ = mp.Shutdown(context.Background()) })
+			tracedDB := testdb.Reopen(b, setup, db.DSN, store.Options{TracerProvider: tp, MeterProvider: mp, Logger: testdb.Logger()})
+			traced := bundleFor(b, tracedDB)
+			b.Run("keel-otel", func(b *testing.B) { depositLoop(b, traced) })
 			b.Run("baseline", func(b *testing.B) {
 				base := newBaseline(db)
 				ctx := context.Background()
@@ -161,6 +136,29 @@ func BenchmarkHotAggregate(b *testing.B) {
 
 // runHot makes b.N deposits from hotWriters goroutines and reports
 // deposits/s. A failed deposit fails the benchmark unless giveUp is set, when
+// depositLoop runs BenchmarkCommit's command through bu: load bench-1,
+// deposit 1, save, commit.
+func depositLoop(b *testing.B, bu bundle) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		err := bu.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
+			a, err := bu.accounts.Get(ctx, tx, "bench-1")
+			if err != nil {
+				return err
+			}
+			if err := a.Deposit(1); err != nil {
+				return err
+			}
+			return bu.accounts.Save(ctx, tx, a)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
+}
+
 // failures that ran out of attempts on a conflict are counted instead.
 func runHot(b *testing.B, deposit func() error, giveUp bool) {
 	var next, gaveUp atomic.Int64
