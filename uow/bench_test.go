@@ -102,9 +102,11 @@ func BenchmarkHotAggregate(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			var runs atomic.Int64 // runs of fn, reported per deposit
 			deposit := func(bu bundle, id string, get func(context.Context, repository.Querier, string) (*Account, error)) func() error {
 				return func() error {
 					return bu.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
+						runs.Add(1)
 						a, err := get(ctx, tx, id)
 						if err != nil {
 							return err
@@ -117,13 +119,19 @@ func BenchmarkHotAggregate(b *testing.B) {
 				}
 			}
 			b.Run("default", func(b *testing.B) {
+				runs.Store(0)
 				runHot(b, deposit(def, "hot-default", def.accounts.Get), false)
+				b.ReportMetric(float64(runs.Load())/float64(b.N), "runs/op")
 			})
 			b.Run("getforupdate", func(b *testing.B) {
+				runs.Store(0)
 				runHot(b, deposit(def, "hot-getforupdate", def.accounts.GetForUpdate), false)
+				b.ReportMetric(float64(runs.Load())/float64(b.N), "runs/op")
 			})
 			b.Run("neverlock", func(b *testing.B) {
+				runs.Store(0)
 				runHot(b, deposit(never, "hot-neverlock", never.accounts.Get), true)
+				b.ReportMetric(float64(runs.Load())/float64(b.N), "runs/op")
 			})
 			b.Run("baseline", func(b *testing.B) {
 				base := newBaseline(db)

@@ -54,11 +54,14 @@ type Contention int
 
 const (
 	// Adaptive reads optimistically until an aggregate loses a version
-	// conflict. The unit's retries then read it with a row lock, and for
-	// Config.HotWindow after that conflict so does the first attempt of
-	// every unit of the Runner, so that a hot aggregate's writers queue on
-	// its row instead of each losing one race first. Other aggregates stay
-	// optimistic. The default.
+	// conflict. The unit's retries then read it with a row lock, and so
+	// does the first attempt of every unit of the Runner while the
+	// aggregate stays hot, so that its writers queue on its row instead of
+	// each losing one race first. It stays hot for Config.HotWindow after
+	// its last conflict; then one unit reads it optimistically, as a
+	// probe, while the others go on locking: a conflict makes it hot
+	// again, and a window without one makes it cold. Other aggregates
+	// stay optimistic. The default.
 	Adaptive Contention = iota
 	// LockOnRetry reads optimistically on every first attempt; after a
 	// version conflict, the unit's retries read the conflicting aggregate
@@ -107,8 +110,8 @@ type Config struct {
 	Contention Contention
 	// HotWindow is how long, under Adaptive, an aggregate that lost a
 	// version conflict is read with a row lock by the first attempts of
-	// the Runner's units; each new conflict starts the window again. If
-	// zero, 1s.
+	// the Runner's units before one of them probes whether it is still
+	// hot; each new conflict starts the window again. If zero, 1s.
 	HotWindow time.Duration
 	// MultiAggregate says what to do when one unit changes several aggregates.
 	// If zero, AllowMultiple.

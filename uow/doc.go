@@ -34,9 +34,10 @@
 // every first attempt reads optimistically. An aggregate that loses a
 // version conflict is then read with a row lock (SELECT ... FOR UPDATE) by
 // the unit's retries, which therefore cannot lose to another writer again,
-// and by the first attempts of the Runner's other units for
-// Config.HotWindow, so that the writers of a hot aggregate queue on its row
-// instead of racing for it. Only the aggregate that conflicted is locked,
+// and by the first attempts of the Runner's other units while it stays hot
+// (Config.HotWindow after its last conflict, renewed while conflicts go
+// on), so that the writers of a hot aggregate queue on its row instead of
+// racing for it. Only the aggregate that conflicted is locked,
 // not everything the unit reads. SQLite serialises writers at BEGIN, so
 // there is nothing to lock there. LockOnRetry, NeverLock and AlwaysLock
 // are the other policies.

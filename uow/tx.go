@@ -68,9 +68,8 @@ func (t *Tx) Conn() Conn {
 // ShouldLock reports whether a repository's Get through this Tx should lock
 // the row of the aggregate it reads, as GetForUpdate does. It follows the
 // Runner's Config.Contention: under Adaptive it is true for an aggregate
-// that conflicted in an earlier attempt of this call or, within
-// Config.HotWindow, of any unit of the Runner; under LockOnRetry only for
-// the former; under AlwaysLock for every aggregate; under NeverLock for
+// that conflicted in an earlier attempt of this call, or that is hot in the
+// Runner (see Adaptive); under LockOnRetry only for the former; under AlwaysLock for every aggregate; under NeverLock for
 // none. Repositories call it (see repository.LockAdvisor); applications
 // rarely need to.
 func (t *Tx) ShouldLock(aggregateType, id string) bool {
