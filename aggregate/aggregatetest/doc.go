@@ -14,7 +14,9 @@
 // aggregate's state, not its events, so its history is the behaviour it went
 // through. The events that history recorded count as saved: When sees the
 // aggregate as a repository would load it, at version 1 with nothing
-// pending, and Then compares only what When recorded.
+// pending, and Then compares only what When recorded. An aggregate written
+// in the apply style (see Applier) can be given its prior events instead,
+// with GivenEvents.
 //
 // Then asserts the events, ThenError the error (with errors.Is),
 // ThenNothing that nothing was recorded and nothing failed, and ThenState

@@ -2,6 +2,7 @@ package aggregatetest
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -35,7 +36,7 @@ func Given[T aggregate.Aggregate](t testing.TB, agg T, history ...func(T) error)
 	}
 	for i, step := range history {
 		if err := step(agg); err != nil {
-			t.Fatalf("aggregatetest.Given: step %d of the history failed, so the given state does not exist: %v", i+1, err)
+			t.Fatalf("aggregatetest: step %d of the history failed, so the given state does not exist: %v", i+1, err)
 		}
 	}
 	v := agg.Version()
@@ -44,6 +45,32 @@ func Given[T aggregate.Aggregate](t testing.TB, agg T, history ...func(T) error)
 	}
 	aggstate.Restore(agg, agg.Type(), agg.ID(), v)
 	return &Fixture[T]{t: t, agg: agg}
+}
+
+// Applier is an aggregate that can apply a past event to its state without
+// recording it: the style in which behaviour methods check a rule, then
+// record an event and apply it. GivenEvents builds such an aggregate's state
+// from its history of events.
+type Applier interface {
+	aggregate.Aggregate
+	Apply(e aggregate.Event) error
+}
+
+// GivenEvents returns a fixture holding agg after applying the prior events
+// in order, for aggregates that implement Applier. An event that does not
+// apply fails the test. As with Given, the history counts as saved.
+func GivenEvents[T Applier](t testing.TB, agg T, prior ...aggregate.Event) *Fixture[T] {
+	t.Helper()
+	steps := make([]func(T) error, len(prior))
+	for i, e := range prior {
+		steps[i] = func(a T) error {
+			if err := a.Apply(e); err != nil {
+				return fmt.Errorf("apply %s: %w", e.EventName(), err)
+			}
+			return nil
+		}
+	}
+	return Given(t, agg, steps...)
 }
 
 // Aggregate returns the fixture's aggregate, for checks of its own.

@@ -206,3 +206,60 @@ func TestPanickingBehaviourFailsTheTest(t *testing.T) {
 		t.Fatalf("a panic was not reported: %q", got)
 	}
 }
+
+// Wallet is written in the apply style: behaviour records an event and
+// applies it, and Apply alone rebuilds state from history.
+type Wallet struct {
+	aggregate.Root
+	Coins int
+}
+
+type CoinsAdded struct{ N int }
+
+func (CoinsAdded) EventName() string { return "wallet.coins_added" }
+
+type CoinsSpent struct{ N int }
+
+func (CoinsSpent) EventName() string { return "wallet.coins_spent" }
+
+func (w *Wallet) Apply(e aggregate.Event) error {
+	switch e := e.(type) {
+	case CoinsAdded:
+		w.Coins += e.N
+	case CoinsSpent:
+		w.Coins -= e.N
+	default:
+		return fmt.Errorf("wallet cannot apply %T", e)
+	}
+	return nil
+}
+
+func (w *Wallet) Spend(n int) error {
+	if n > w.Coins {
+		return errInsufficient
+	}
+	e := CoinsSpent{N: n}
+	w.Record(e)
+	return w.Apply(e)
+}
+
+func newWallet() *Wallet {
+	w := &Wallet{}
+	w.Init("wallet", "w-1")
+	return w
+}
+
+func TestGivenEvents(t *testing.T) {
+	aggregatetest.GivenEvents(t, newWallet(), CoinsAdded{5}, CoinsAdded{3}, CoinsSpent{2}).
+		When(func(w *Wallet) error { return w.Spend(6) }).
+		Then(CoinsSpent{6}).
+		ThenState(&Wallet{Coins: 0})
+	aggregatetest.GivenEvents(t, newWallet(), CoinsAdded{1}).
+		When(func(w *Wallet) error { return w.Spend(2) }).
+		ThenError(errInsufficient)
+
+	got := failures(func(t testing.TB) { aggregatetest.GivenEvents(t, newWallet(), Deposited{Amount: 1}) })
+	if !strings.Contains(got, "step 1 of the history failed") || !strings.Contains(got, "apply account.deposited: wallet cannot apply") {
+		t.Fatalf("an event that does not apply: %q", got)
+	}
+}
