@@ -37,3 +37,16 @@ func ExampleResult_ThenError() {
 	fmt.Println(r.Err())
 	// Output: withdraw 30 from 10: insufficient funds
 }
+
+// An aggregate in the apply style is given its prior events.
+func ExampleGivenEvents() {
+	t := new(testdb.ExampleT)
+	defer t.Finish()
+
+	r := aggregatetest.GivenEvents(t, newWallet(), CoinsAdded{5}, CoinsSpent{2}).
+		When(func(w *Wallet) error { return w.Spend(3) }).
+		Then(CoinsSpent{3})
+
+	fmt.Println("coins left:", r.Aggregate().Coins)
+	// Output: coins left: 0
+}
