@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,7 +64,11 @@ func TestConsumerUpcastsOldRecords(t *testing.T) {
 		// Another producer, which knows nothing of versions, writes v1 too.
 		w := &kafkago.Writer{Addr: kafkago.TCP(addr), Topic: "meters"}
 		err = w.WriteMessages(ctx, kafkago.Message{Key: []byte("m-2"), Value: []byte(`{"watts":250}`),
-			Headers: []kafkago.Header{{Key: kafka.HeaderName, Value: []byte("meter.read")}}})
+			Headers: []kafkago.Header{{Key: kafka.HeaderName, Value: []byte("meter.read")}}},
+			// A newer release's record, which this one cannot read: it is
+			// dead-lettered at once, and does not hold up the others.
+			kafkago.Message{Key: []byte("m-3"), Value: []byte(`{"kw":1,"unit":"kW","phase":2}`),
+				Headers: []kafkago.Header{{Key: kafka.HeaderName, Value: []byte("meter.read")}, {Key: kafka.HeaderSchemaVersion, Value: []byte("4")}}})
 		w.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -101,6 +106,18 @@ func TestConsumerUpcastsOldRecords(t *testing.T) {
 		want := map[string]readV3{"m-1": {1.5, "kW"}, "m-2": {0.25, "kW"}}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Fatalf("handled (-want +got):\n%s", diff)
+		}
+		var dead []kafkago.Message
+		testdb.Eventually(t, 30*time.Second, "the dead letter", func() bool {
+			dead = readTopic(t, addr, "meters.dlq")
+			return len(dead) > 0
+		})
+		if len(dead) != 1 || string(dead[0].Key) != "m-3" {
+			t.Fatalf("%d dead letters; want the v4 record alone", len(dead))
+		}
+		const says = `keel: event "meter.read" was stored at version 4, but this release knows it up to version 3`
+		if e, _ := header(dead[0], kafka.HeaderError); !strings.Contains(e, says) {
+			t.Fatalf("dead letter's error %q; want it to say %q", e, says)
 		}
 	})
 }
