@@ -2,8 +2,11 @@ package outbox_test
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -316,6 +319,190 @@ func BenchmarkClaimHistory(b *testing.B) {
 			b.ReportMetric(float64(sm)/1e6, "small-ms/claim")
 			b.ReportMetric(float64(l)/1e6, "large-ms/claim")
 			b.ReportMetric(float64(l)/float64(sm), "ratio")
+		})
+	}
+}
+
+// BenchmarkSlowKey relays 20,000 rows, one in every 1,000 of them of a key
+// whose publish takes 50ms per message, all others instant, and reports
+// the rate at which the other keys' messages were published (others-msgs/s:
+// their count over the time until the last of them was published) and the
+// overall rate (msgs/s). "pipelined" is a relay with the default two
+// batches in flight; "sequential" is the same relay with MaxInFlight 1, so
+// every batch holding a slow message makes the others wait; "baseline" is
+// baselineBatch in a loop with the same publisher.
+func BenchmarkSlowKey(b *testing.B) {
+	const (
+		rows  = 20000
+		every = 1000
+		delay = 50 * time.Millisecond
+	)
+	for _, s := range testdb.Setups {
+		b.Run(s.Name, func(b *testing.B) {
+			db := testdb.Open(b, s)
+			ob := newOutbox(b, db.Store)
+			fill := func() {
+				chunk := make([]outbox.Message, 0, 1000)
+				for i := range rows {
+					key := fmt.Sprintf("key-%05d", i%5000)
+					if i%every == every/2 {
+						key = "slow"
+					}
+					chunk = append(chunk, outbox.Message{Name: "bench.event", Key: key, AggregateVersion: int64(i), Payload: make([]byte, 100)})
+					if len(chunk) == cap(chunk) {
+						if err := ob.Enqueue(context.Background(), chunk...); err != nil {
+							b.Fatal(err)
+						}
+						chunk = chunk[:0]
+					}
+				}
+			}
+			// run delivers the outbox through a publisher that sleeps on the
+			// slow key, and returns when the others and all were published.
+			run := func(b *testing.B, deliver func(pub outbox.Publisher) int) (others, all time.Duration) {
+				var mu sync.Mutex
+				fast := 0
+				var start, lastFast time.Time
+				pub := outbox.PublisherFunc(func(ctx context.Context, batch []outbox.Message) error {
+					n := 0
+					for i := range batch {
+						if batch[i].Key != "slow" {
+							n++
+							continue
+						}
+						select {
+						case <-time.After(delay):
+						case <-ctx.Done():
+							return ctx.Err()
+						}
+					}
+					mu.Lock()
+					if fast += n; fast == rows-rows/every {
+						lastFast = time.Now()
+					}
+					mu.Unlock()
+					return nil
+				})
+				start = time.Now()
+				if n := deliver(pub); n != rows {
+					b.Fatalf("delivered %d of %d", n, rows)
+				}
+				return lastFast.Sub(start), time.Since(start)
+			}
+			report := func(b *testing.B, others, all time.Duration) {
+				b.ReportMetric(float64((rows-rows/every)*b.N)/others.Seconds(), "others-msgs/s")
+				b.ReportMetric(float64(rows*b.N)/all.Seconds(), "msgs/s")
+			}
+			for _, mode := range []struct {
+				name     string
+				inFlight int
+			}{{"pipelined", 0}, {"sequential", 1}} {
+				b.Run(mode.name, func(b *testing.B) {
+					var others, all time.Duration
+					for range b.N {
+						fill()
+						o, a := run(b, func(pub outbox.Publisher) int {
+							r := newRelay(b, db.Store, pub, outbox.RelayConfig{MaxInFlight: mode.inFlight})
+							n, err := r.Drain(context.Background())
+							if err != nil {
+								b.Fatal(err)
+							}
+							return n
+						})
+						others, all = others+o, all+a
+					}
+					report(b, others, all)
+				})
+			}
+			b.Run("baseline", func(b *testing.B) {
+				var others, all time.Duration
+				for range b.N {
+					fill()
+					o, a := run(b, func(pub outbox.Publisher) int {
+						total := 0
+						for {
+							n, err := baselineBatch(context.Background(), db, func(msgs []outbox.Message) {
+								_ = pub.Publish(context.Background(), msgs)
+							})
+							if err != nil {
+								b.Fatal(err)
+							}
+							if n == 0 {
+								return total
+							}
+							total += n
+						}
+					})
+					others, all = others+o, all+a
+				}
+				report(b, others, all)
+			})
+		})
+	}
+}
+
+// BenchmarkClaimPrepared compares the relay's claim of 1,000 rows from
+// 100,000 pending ones run as a statement prepared once (as the relay runs
+// it) and run from its text on every call (as it ran before). Claims
+// alternate between the two and the medians are compared. pgx's
+// database/sql driver caches prepared statements per connection by itself,
+// so on postgres-pgx both are prepared; lib/pq prepares an unnamed
+// statement on every call of the second kind, which PostgreSQL plans anew.
+func BenchmarkClaimPrepared(b *testing.B) {
+	for _, s := range testdb.Setups {
+		b.Run(s.Name, func(b *testing.B) {
+			ctx := context.Background()
+			db := testdb.Open(b, s)
+			testdb.FillOutbox(b, db, 100000, 0)
+			r := newRelay(b, db.Store, nopPublisher, outbox.RelayConfig{})
+			query, args := outbox.ClaimStatement(r)
+			st, err := db.SQL().PrepareContext(ctx, query)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			claim := func(run func() (*sql.Rows, error)) time.Duration {
+				start := time.Now()
+				rows, err := run()
+				if err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				for rows.Next() {
+					n++
+				}
+				if err := rows.Close(); err != nil || n != 1000 {
+					b.Fatalf("claim = %d, %v", n, err)
+				}
+				return time.Since(start)
+			}
+			prepared := func() (*sql.Rows, error) { return st.QueryContext(ctx, args...) }
+			text := func() (*sql.Rows, error) { return db.SQL().QueryContext(ctx, query, args...) }
+			for range 10 { // warm caches, and past PostgreSQL's five custom plans
+				claim(prepared)
+				claim(text)
+			}
+			b.ResetTimer()
+			var tp, tt []time.Duration
+			for range b.N {
+				for i := range 200 {
+					// Either goes first by turns: the second of a pair finds
+					// the pages the first just read.
+					if i%2 == 0 {
+						tp = append(tp, claim(prepared))
+						tt = append(tt, claim(text))
+					} else {
+						tt = append(tt, claim(text))
+						tp = append(tp, claim(prepared))
+					}
+				}
+			}
+			slices.Sort(tp)
+			slices.Sort(tt)
+			p, t := tp[len(tp)/2], tt[len(tt)/2]
+			b.ReportMetric(float64(p)/1e6, "prepared-ms/claim")
+			b.ReportMetric(float64(t)/1e6, "text-ms/claim")
+			b.ReportMetric(float64(t)/float64(p), "ratio")
 		})
 	}
 }

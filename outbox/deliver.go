@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"math/bits"
 	"strings"
 	"time"
 
@@ -10,42 +11,85 @@ import (
 	"github.com/keel-go/keel/internal/dialect"
 )
 
-// batchResult is what one claim-publish-settle round did.
-type batchResult struct {
-	Claimed   int
-	Delivered int
+// batch is one claimed batch, from its claim until it is settled.
+type batch struct {
+	msgs  []Message
+	parts uint64 // the partitions it was claimed from, in flight until it ends
+	limit int    // how many rows the claim asked for
+	start time.Time
+
+	// Set by publish.
+	left  bool // not published: the leases were too close to expiry
+	rep   BatchReport
+	perr  error                // what Publish returned
+	err   error                // why marking the delivered rows failed
+	took  time.Duration        // how long Publish ran; 0 when the relay was stopping
+	stuck map[string]time.Time // keys whose failure could not be recorded, until when
 }
+
+// full reports whether the claim returned as many rows as it asked for, so
+// more are probably waiting.
+func (b *batch) full() bool { return len(b.msgs) == b.limit }
 
 // settleTimeout bounds marking a published batch done, which runs even
 // while the relay stops so that delivered rows are not sent again.
 const settleTimeout = 10 * time.Second
 
-// deliverBatch claims up to BatchSize deliverable rows of the leased
-// partitions, publishes them and records the outcome: delivered rows are
-// deleted (or marked delivered when Retention > 0), failed ones get a retry
-// time or are parked. Three statements in all, whatever the batch size.
-func (r *Relay) deliverBatch(ctx context.Context) (batchResult, error) {
+// claimBatch claims up to batchLimit deliverable rows of the leased
+// partitions, leaving out the keys in except. When after > 0 (batches are
+// in flight and after is the highest seq they claimed), it also leaves out
+// the rows beyond a window above after, wide enough to hold a batch of
+// this relay's partitions. It returns nil when there is nothing to publish now:
+// no row, no lease, or leases too close to expiry to publish within
+// PublishTimeout. A batch it returns keeps its partitions in flight until
+// publish ends; publish checks the leases again before it publishes.
+func (r *Relay) claimBatch(ctx context.Context, except []string, after int64) (*batch, error) {
 	claimable, deadline := r.leases.begin()
-	defer r.leases.end()
+	keep := false
+	defer func() {
+		if !keep {
+			r.leases.end(claimable)
+		}
+	}()
 	if claimable == 0 {
-		return batchResult{}, nil
+		return nil, nil
 	}
 	start := time.Now()
 	if deadline.Sub(start) <= r.cfg.PublishTimeout {
 		// The leases may lapse mid-publish and another relay take over;
 		// wait for a renewal instead.
-		return batchResult{}, nil
+		return nil, nil
 	}
-	msgs, err := r.claimRows(ctx, claimable, start)
+	limit := r.batchLimit()
+	var maxSeq int64
+	if after > 0 {
+		maxSeq = after + int64(limit)*Partitions/int64(bits.OnesCount64(claimable))
+	}
+	msgs, err := r.claimRows(ctx, claimable, start, except, maxSeq, limit)
 	if err != nil || len(msgs) == 0 {
-		return batchResult{}, err
+		return nil, err
 	}
-	if time.Until(r.leases.expiry()) <= r.cfg.PublishTimeout {
-		r.log.Warn("keel: relay lease close to expiry; batch left for after renewal", "claimed", len(msgs))
-		return batchResult{}, nil
-	}
+	keep = true
+	return &batch{msgs: msgs, parts: claimable, limit: limit, start: start}, nil
+}
 
+// publish publishes b and records the outcome: delivered rows are deleted
+// (or marked delivered when Retention > 0), failed ones get a retry time or
+// are parked. Two statements at most, whatever the batch size. It runs in
+// a goroutine of its own while other batches, of other keys, are claimed
+// and published; it reports through b's fields and hands its partitions
+// back when it ends.
+func (r *Relay) publish(ctx context.Context, b *batch) {
+	defer r.leases.end(b.parts)
+	msgs := b.msgs
+	if time.Until(r.leases.expiry()) <= r.cfg.PublishTimeout {
+		// Checked again right before publishing: the claim took time.
+		r.log.Warn("keel: relay lease close to expiry; batch left for after renewal", "claimed", len(msgs))
+		b.left = true
+		return
+	}
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	pstart := time.Now()
 	perr := r.pub.Publish(pctx, msgs)
 	cancel()
 	now := time.Now()
@@ -54,19 +98,18 @@ func (r *Relay) deliverBatch(ctx context.Context) (batchResult, error) {
 		// Stopping: a failure now is most likely the cancellation itself, so
 		// it does not count as an attempt.
 		fails, rep.Failed, rep.Parked = nil, 0, 0
+	} else {
+		b.took = now.Sub(pstart)
 	}
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-	err = r.settleDone(wctx, done, now)
-	if err == nil {
-		rep.Unrecorded = r.settleFailed(wctx, msgs, fails, now)
+	defer wcancel()
+	b.perr = perr
+	if b.err = r.settleDone(wctx, done, now); b.err != nil {
+		return
 	}
-	wcancel()
-	if err != nil {
-		return batchResult{Claimed: len(msgs)}, err
-	}
-
+	rep.Unrecorded, b.stuck = r.settleFailed(wctx, msgs, fails, now)
 	rep.Claimed, rep.Delivered = len(msgs), len(done)
-	rep.Duration = time.Since(start)
+	rep.Duration = time.Since(b.start)
 	oldest := msgs[0].EnqueuedAt
 	for i := range msgs {
 		if msgs[i].EnqueuedAt.Before(oldest) {
@@ -74,25 +117,69 @@ func (r *Relay) deliverBatch(ctx context.Context) (batchResult, error) {
 		}
 	}
 	rep.Lag = now.Sub(oldest)
+	b.rep = rep
+}
+
+// report observes and logs a settled batch. It runs on the delivering
+// goroutine, so the Observer is never called concurrently.
+func (r *Relay) report(b *batch) {
+	if b.err != nil || b.left {
+		return
+	}
+	rep := b.rep
 	r.obs.ObserveBatch(rep)
-	if perr != nil && rep.Failed+rep.Parked > 0 {
+	if b.perr != nil && rep.Failed+rep.Parked > 0 {
 		r.log.Warn("keel: publish failed; messages will be retried", "failed", rep.Failed, "parked", rep.Parked,
-			"held", rep.Held, "delivered", rep.Delivered, "err", perr)
+			"held", rep.Held, "delivered", rep.Delivered, "err", b.perr)
 	}
 	r.log.Debug("keel: relay batch", "claimed", rep.Claimed, "delivered", rep.Delivered, "duration", rep.Duration, "lag", rep.Lag)
-	return batchResult{Claimed: len(msgs), Delivered: len(done)}, nil
+}
+
+// batchLimit is how many rows the next claim asks for: BatchSize, or fewer
+// when the publisher's pace says a full batch would not publish within
+// half of PublishTimeout.
+func (r *Relay) batchLimit() int {
+	if r.pace <= 0 {
+		return r.cfg.BatchSize
+	}
+	n := int(min(int64(r.cfg.PublishTimeout/2/r.pace), int64(r.cfg.BatchSize)))
+	return max(n, 1)
+}
+
+// learnPace updates the publisher's pace per message from a published
+// batch: a moving average, except that a slower batch counts at once, so
+// that one publish running into PublishTimeout halves the next batches.
+func (r *Relay) learnPace(b *batch) {
+	if b.took <= 0 {
+		return
+	}
+	per := b.took / time.Duration(len(b.msgs))
+	switch {
+	case r.pace == 0 || per > r.pace:
+		r.pace = per
+	default:
+		r.pace = (3*r.pace + per) / 4
+	}
 }
 
 // claimRows reads the oldest deliverable rows of the partitions in set:
-// pending, due, not behind a failed or parked row of the same key, and not
-// of a key held in memory after its failure could not be recorded.
-func (r *Relay) claimRows(ctx context.Context, set uint64, now time.Time) ([]Message, error) {
-	d, n := r.ob.d, r.cfg.BatchSize
-	query, args := r.claim, []any{d.Int64s(partitionList(set)), d.Time(now), n}
-	if keys := r.stuckKeys(now); len(keys) > 0 {
-		query, args = r.claimExcept, []any{args[0], args[1], d.Strings(keys), n}
+// pending, due, not behind a failed or parked row of the same key, not of a
+// key in except or held in memory after its failure could not be recorded,
+// and, when maxSeq > 0, not above maxSeq.
+func (r *Relay) claimRows(ctx context.Context, set uint64, now time.Time, except []string, maxSeq int64, n int) ([]Message, error) {
+	d := r.ob.d
+	except = append(except, r.stuckKeys(now)...)
+	var query string
+	args := []any{d.Int64s(partitionList(set)), d.Time(now)}
+	switch {
+	case maxSeq > 0:
+		query, args = r.claimAhead, append(args, d.Strings(except), maxSeq, n)
+	case len(except) > 0:
+		query, args = r.claimExcept, append(args, d.Strings(except), n)
+	default:
+		query, args = r.claim, append(args, n)
 	}
-	rows, err := r.ob.db.QueryContext(ctx, query, args...)
+	rows, err := r.stmts.query(ctx, query, args...)
 	if err != nil {
 		return nil, r.ob.wrap("claim", err, r.ob.table)
 	}
@@ -178,9 +265,9 @@ func (r *Relay) settleDone(ctx context.Context, done []int64, now time.Time) err
 	d := r.ob.d
 	var err error
 	if r.cfg.Retention > 0 {
-		_, err = r.ob.db.ExecContext(ctx, r.ob.q.MarkDone, d.Time(now), d.Int64s(done))
+		err = r.stmts.exec(ctx, r.ob.q.MarkDone, d.Time(now), d.Int64s(done))
 	} else {
-		_, err = r.ob.db.ExecContext(ctx, r.ob.q.DeleteDone, d.Int64s(done))
+		err = r.stmts.exec(ctx, r.ob.q.DeleteDone, d.Int64s(done))
 	}
 	return r.ob.wrap("mark delivered", err, r.ob.table)
 }
@@ -191,19 +278,21 @@ func (r *Relay) settleDone(ctx context.Context, done []int64, now time.Time) err
 // loudly, and its key is left out of claims until its retry time: the
 // message is neither lost nor sent in a tight loop, and other keys flow.
 // A closed database is reported once, as no row would fare better. It
-// returns how many failures went unrecorded.
-func (r *Relay) settleFailed(ctx context.Context, msgs []Message, fails []dialect.Failure, now time.Time) int {
+// returns how many failures went unrecorded, and the keys to hold in
+// memory with their retry times; the delivering goroutine adds them to the
+// relay's before the batch's keys may be claimed again.
+func (r *Relay) settleFailed(ctx context.Context, msgs []Message, fails []dialect.Failure, now time.Time) (int, map[string]time.Time) {
 	if len(fails) == 0 {
-		return 0
+		return 0, nil
 	}
 	err := r.recordFailures(ctx, fails)
 	if err == nil {
-		return 0
+		return 0, nil
 	}
 	if dialect.IsClosed(err) {
 		// No row fares better alone, and Run stops at its next statement.
 		r.log.Error("keel: relay could not record failed deliveries: the database is closed", "failures", len(fails), "err", err)
-		return len(fails)
+		return len(fails), nil
 	}
 	r.log.Error("keel: relay could not record failed deliveries; recording them one by one", "failures", len(fails), "err", err)
 	bySeq := make(map[int64]*Message, len(msgs))
@@ -211,6 +300,7 @@ func (r *Relay) settleFailed(ctx context.Context, msgs []Message, fails []dialec
 		bySeq[msgs[i].Seq] = &msgs[i]
 	}
 	unrecorded := 0
+	stuck := map[string]time.Time{}
 	for _, f := range fails {
 		err := r.recordFailures(ctx, []dialect.Failure{f})
 		if err == nil {
@@ -222,17 +312,17 @@ func (r *Relay) settleFailed(ctx context.Context, msgs []Message, fails []dialec
 		if f.State == statePark || !until.After(now) {
 			until = now.Add(r.retry().Delay(m.Attempts + 1))
 		}
-		r.stuck[m.PartitionKey()] = until
+		stuck[m.PartitionKey()] = until
 		r.log.Error("keel: relay cannot record a failed delivery; its key is held in memory until its retry time",
 			"id", m.ID, "key", dialect.Quote(m.PartitionKey()), "seq", m.Seq, "until", until, "err", err)
 	}
-	return unrecorded
+	return unrecorded, stuck
 }
 
 func (r *Relay) recordFailures(ctx context.Context, fails []dialect.Failure) error {
 	args, err := r.ob.d.Failures(fails)
 	if err == nil {
-		_, err = r.ob.db.ExecContext(ctx, r.ob.q.Fail, args...)
+		err = r.stmts.exec(ctx, r.ob.q.Fail, args...)
 	}
 	return r.ob.wrap("record failures", err, r.ob.table)
 }

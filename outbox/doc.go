@@ -57,7 +57,37 @@
 // statement, publishes them with one Publish call and settles the outcome:
 // delivered rows are deleted in a statement of their own, or, with
 // Retention set, marked delivered and deleted later by the cleaner in
-// bounded batches; failures are recorded in one more.
+// bounded batches; failures are recorded in one more. The claim and settle
+// statements are prepared once per Run or Drain.
+//
+// # Pipelining
+//
+// A relay keeps up to MaxInFlight batches in flight (two by default). While
+// a batch publishes, the relay claims the next one, leaving out the
+// partition keys of every batch in flight, and publishes it at once, in a
+// Publish call of its own: a key whose messages are slow to publish (a
+// handler waiting on a remote service, say) holds up only the batch it is
+// in, and the other keys flow past it. Batches settle in whatever order
+// they finish. A key becomes claimable again only once its batch's outcome
+// is recorded, so order and failures work as with one batch at a time: a
+// key's later messages are claimed only after its earlier ones were
+// delivered, or their failure recorded, which holds the key back. A claim
+// beside batches in flight reads rows up to a window of about one batch
+// beyond the newest row claimed, so that when every key within reach is in
+// flight it reads a window, not the whole backlog; it then waits for a
+// batch to finish, a commit, or a backoff from MinPollInterval to
+// MaxPollInterval before claiming ahead again. Leases and PublishTimeout
+// apply to each batch: none starts publishing unless the leases have more
+// than PublishTimeout left, and a partition is handed over only while no
+// batch of it is in flight. Stopping cancels every Publish in flight and
+// records each batch's outcome before Run returns. MaxInFlight 1 publishes
+// one batch at a time.
+//
+// Batches are sized to the publisher's pace: a relay claims fewer than
+// BatchSize rows while the time per message of earlier batches says a full
+// batch would not publish within half of PublishTimeout, and a batch that
+// runs into the timeout halves the next ones at once. Slow, I/O-bound
+// destinations so get batches they can finish in time, without tuning.
 //
 // # Several relays
 //
@@ -65,7 +95,8 @@
 // Partitions (64) hash partitions of the partition key through leases: each
 // heartbeats, counts the live relays, holds ceil(64/live) partitions,
 // renews its leases every LeaseDuration/3 (15s/3 by default), hands back its
-// surplus between batches when relays join, and takes over the partitions
+// surplus when relays join (a partition once no batch of it is in flight),
+// and takes over the partitions
 // of a relay that stopped renewing once its leases expire. A relay only
 // claims rows of partitions it holds, and starts publishing a batch only
 // while its leases have more than PublishTimeout left.

@@ -11,7 +11,7 @@ import (
 // ClaimAll runs one claim over all partitions, as if r held every lease,
 // and returns how many rows it read. Rows are left untouched.
 func ClaimAll(ctx context.Context, r *Relay) (int, error) {
-	msgs, err := r.claimRows(ctx, ^uint64(0), time.Now())
+	msgs, err := r.claimRows(ctx, ^uint64(0), time.Now(), nil, 0, r.cfg.BatchSize)
 	return len(msgs), err
 }
 
@@ -26,6 +26,24 @@ func DeliverWithLeaseLeft(ctx context.Context, r *Relay, left time.Duration) (cl
 	r.leases.mu.Lock()
 	r.leases.deadline = time.Now().Add(left)
 	r.leases.mu.Unlock()
-	res, err := r.deliverBatch(ctx)
-	return res.Claimed, res.Delivered, err
+	b, err := r.claimBatch(ctx, nil, 0)
+	if err != nil || b == nil {
+		return 0, 0, err
+	}
+	r.publish(ctx, b)
+	r.report(b)
+	if b.left {
+		return 0, 0, nil
+	}
+	return len(b.msgs), b.rep.Delivered, b.err
 }
+
+// ClaimStatement returns the relay's claim statement with its arguments
+// for a claim over all partitions, as claimRows runs it.
+func ClaimStatement(r *Relay) (string, []any) {
+	d := r.ob.d
+	return r.claim, []any{d.Int64s(partitionList(^uint64(0))), d.Time(time.Now()), r.cfg.BatchSize}
+}
+
+// PreparesStatements reports whether r prepares its hot statements.
+func PreparesStatements(r *Relay) bool { return !r.stmts.off }

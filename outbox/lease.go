@@ -13,9 +13,10 @@ import (
 // leases holds one relay's partition leases. Every relay heartbeats into
 // the relays table, counts the live relays and keeps ceil(Partitions/live)
 // partitions: it renews the leases it holds, takes free or expired ones up
-// to its share, and hands back its surplus when relays join. Surplus is
-// handed back only between batches, never while a batch of that partition
-// is being published, so a rebalance does not cause double delivery. Times
+// to its share, and hands back its surplus when relays join. A surplus
+// partition is no longer claimed from, and is handed back once no batch
+// claimed from it is in flight, never while one is being published, so a
+// rebalance does not cause double delivery. Times
 // are the relay's own clock, passed as parameters.
 type leases struct {
 	ob       *Outbox
@@ -26,13 +27,14 @@ type leases struct {
 	acquired func() // called when partitions were acquired
 	kick     chan struct{}
 
-	// mu guards the partition sets, which the delivery goroutine reads
-	// between batches while the lease goroutine changes them.
+	// mu guards the partition sets, which the delivery goroutines read
+	// while the lease goroutine changes them.
 	mu        sync.Mutex
-	owned     uint64    // partitions leased, one bit each
-	releasing uint64    // owned partitions being handed back; not claimed
-	inflight  uint64    // partitions of the batch being published
-	deadline  time.Time // when the leases expire unless renewed
+	owned     uint64             // partitions leased, one bit each
+	releasing uint64             // owned partitions being handed back; not claimed
+	inflight  uint64             // partitions of the batches being claimed or published
+	batches   [Partitions]uint16 // per partition, how many such batches
+	deadline  time.Time          // when the leases expire unless renewed
 
 	// Owned by the goroutine calling tick.
 	lastLive  int       // relays counted at the last tick
@@ -43,19 +45,29 @@ type leases struct {
 var epoch = time.Unix(0, 0).UTC()
 
 // begin returns the partitions a batch may claim now and marks them in
-// flight, with the time the leases expire.
+// flight, with the time the leases expire. Every begin is paired with an
+// end of the set it returned.
 func (l *leases) begin() (uint64, time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.inflight = l.owned &^ l.releasing
-	return l.inflight, l.deadline
+	set := l.owned &^ l.releasing
+	for s := set; s != 0; s &= s - 1 {
+		l.batches[bits.TrailingZeros64(s)]++
+	}
+	l.inflight |= set
+	return set, l.deadline
 }
 
-// end marks the batch finished and asks for an early tick when partitions
-// wait to be handed back.
-func (l *leases) end() {
+// end marks the batch claimed from set finished and asks for an early tick
+// when partitions wait to be handed back.
+func (l *leases) end(set uint64) {
 	l.mu.Lock()
-	l.inflight = 0
+	for s := set; s != 0; s &= s - 1 {
+		p := bits.TrailingZeros64(s)
+		if l.batches[p]--; l.batches[p] == 0 {
+			l.inflight &^= 1 << p
+		}
+	}
 	pending := l.releasing != 0
 	l.mu.Unlock()
 	if pending {

@@ -27,6 +27,13 @@ import (
 // ErrNotAttempted; the relay then leaves them pending without counting an
 // attempt. An error wrapping ErrPermanent makes the relay park the message
 // at once.
+//
+// A relay publishes up to RelayConfig.MaxInFlight batches at once (two by
+// default), so Publish is called from several goroutines at a time, with
+// batches that never share a partition key. A Publisher must allow that,
+// or serialise its calls itself. Per-key order needs nothing more from it:
+// the relay claims a key's later messages only once the call holding its
+// earlier ones has returned and its outcome is recorded.
 type Publisher interface {
 	Publish(ctx context.Context, batch []Message) error
 }

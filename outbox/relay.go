@@ -30,9 +30,17 @@ import (
 //     delivered (or, under SkipMessage, parked).
 //   - In normal operation no message is published twice: a partition is
 //     leased to one relay at a time and a relay hands a partition over only
-//     between batches. Duplicates are possible for the batch a relay had in
-//     flight when it crashed or lost its lease (a database outage longer than
-//     LeaseDuration, a stalled process); consumers deduplicate on Message.ID.
+//     while no batch of it is in flight. Duplicates are possible for the
+//     batches a relay had in flight when it crashed or lost its lease (a
+//     database outage longer than LeaseDuration, a stalled process);
+//     consumers deduplicate on Message.ID.
+//
+// A relay publishes up to MaxInFlight batches at once (two by default): it
+// claims the next batch while earlier ones publish, leaving out their
+// partition keys, so that a key whose messages are slow to publish holds up
+// its own batch only. Batches in flight never share a key, and a key is
+// claimed again only after the outcome of its batch in flight is recorded,
+// so the guarantees above hold whatever the number of batches in flight.
 //
 // A Relay is safe for concurrent use; Run and Drain may not overlap.
 type Relay struct {
@@ -43,16 +51,19 @@ type Relay struct {
 	obs    Observer
 	leases *leases
 
-	// claim and claimExcept are the claim statements of the relay's
-	// failure policy, without and with a list of keys to leave out.
-	claim, claimExcept string
+	// claim, claimExcept and claimAhead are the claim statements of the
+	// relay's failure policy: plain, with a list of keys to leave out, and
+	// with that list and a bound on seq, for claims beside batches in
+	// flight.
+	claim, claimExcept, claimAhead string
+	stmts                          *stmts
 
 	acquired chan struct{} // the lease goroutine acquired partitions
 	running  atomic.Bool
 
-	// stuck holds keys whose failed message could not be recorded, until a
-	// retry time; owned by the delivering goroutine.
-	stuck map[string]time.Time
+	// Owned by the delivering goroutine.
+	stuck map[string]time.Time // keys whose failed message could not be recorded, until a retry time
+	pace  time.Duration        // the publisher's time per message, learnt from batches
 }
 
 // NewRelay returns a relay delivering the outbox rows of st's database to
@@ -83,11 +94,13 @@ func NewRelay(st *store.Store, pub Publisher, cfg RelayConfig) (*Relay, error) {
 		obs:         observers{cfg.Observer, newMetricsObserver(ob.tel, cfg.ID)},
 		claim:       ob.q.Claim,
 		claimExcept: ob.q.ClaimExcept,
+		claimAhead:  ob.q.ClaimAhead,
+		stmts:       newStmts(ob.db, cfg.DisablePrepare),
 		acquired:    make(chan struct{}, 1),
 		stuck:       map[string]time.Time{},
 	}
 	if cfg.Policy == SkipMessage {
-		r.claim, r.claimExcept = ob.q.ClaimSkip, ob.q.ClaimSkipExcept
+		r.claim, r.claimExcept, r.claimAhead = ob.q.ClaimSkip, ob.q.ClaimSkipExcept, ob.q.ClaimSkipAhead
 	}
 	r.leases = &leases{
 		ob:       ob,
@@ -141,6 +154,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		return errRunning
 	}
 	defer r.running.Store(false)
+	defer r.stmts.close()
 	err := r.run(ctx)
 	if err != nil {
 		r.log.Error("keel: relay stopped", "err", err)
@@ -230,76 +244,13 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 		return 0, errRunning
 	}
 	defer r.running.Store(false)
+	defer r.stmts.close()
 	if err := r.leases.tick(ctx, true); err != nil {
 		r.leases.leave()
 		return 0, err
 	}
 	defer r.leases.leave()
-	total := 0
-	for ctx.Err() == nil {
-		if time.Until(r.leases.expiry()) < r.cfg.LeaseDuration*2/3 {
-			if err := r.leases.tick(ctx, true); err != nil {
-				return total, err
-			}
-		}
-		res, err := r.deliverBatch(ctx)
-		total += res.Delivered
-		if err != nil {
-			return total, err
-		}
-		if res.Claimed == 0 {
-			return total, nil
-		}
-	}
-	return total, ctx.Err()
-}
-
-// deliverLoop publishes batches until ctx is done: straight on while
-// batches come back full, otherwise after a poll interval that doubles while
-// idle, or at once when woken. It returns an error only when the database
-// was closed.
-func (r *Relay) deliverLoop(ctx context.Context, wake <-chan struct{}) error {
-	interval := r.cfg.MinPollInterval
-	timer := time.NewTimer(interval)
-	defer timer.Stop()
-	failing := false
-	for {
-		res, err := r.deliverBatch(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		switch {
-		case err != nil:
-			if dialect.IsClosed(err) {
-				return err
-			}
-			if !failing {
-				r.log.Error("keel: relay batch failed; retrying", "err", err)
-			}
-			failing = true
-			interval = min(max(interval*2, 100*time.Millisecond), r.cfg.MaxPollInterval)
-		case res.Claimed == r.cfg.BatchSize:
-			failing = false
-			interval = r.cfg.MinPollInterval
-			continue
-		case res.Claimed > 0:
-			failing = false
-			interval = r.cfg.MinPollInterval
-		default:
-			failing = false
-			interval = min(interval*2, r.cfg.MaxPollInterval)
-		}
-		timer.Reset(interval)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-wake:
-			interval = r.cfg.MinPollInterval
-		case <-r.acquired:
-			interval = r.cfg.MinPollInterval
-		case <-timer.C:
-		}
-	}
+	return r.drainLoop(ctx)
 }
 
 // cleanLoop deletes delivered rows past Retention every CleanupInterval.

@@ -43,6 +43,7 @@ func (p FailurePolicy) String() string {
 // Defaults used by RelayConfig when a field is left zero.
 const (
 	DefaultBatchSize       = 1000
+	DefaultMaxInFlight     = 2
 	DefaultLeaseDuration   = 15 * time.Second
 	DefaultMaxAttempts     = 20
 	DefaultRetryBackoff    = time.Second
@@ -61,8 +62,24 @@ type RelayConfig struct {
 	ID string
 
 	// BatchSize is how many rows are claimed, published and marked done per
-	// round trip. If zero, DefaultBatchSize (1000) is used.
+	// round trip, at most. A relay claims fewer while the publisher's pace,
+	// learnt from earlier batches, says a full batch would not publish
+	// within half of PublishTimeout, so that a slow destination (handlers
+	// doing I/O, say) gets batches it can finish in time. If zero,
+	// DefaultBatchSize (1000) is used.
 	BatchSize int
+
+	// MaxInFlight is how many batches a relay publishes at once. With more
+	// than one, the relay claims the next batch while earlier ones publish,
+	// leaving out their partition keys, so a key whose messages are slow to
+	// publish holds up only its own batch while other keys flow. Batches in
+	// flight never share a key, and a key's messages are claimed again only
+	// once the outcome of its batch in flight is recorded, so per-key order
+	// and failure handling are the same as with one batch at a time. The
+	// Publisher must then accept concurrent Publish calls (see Publisher).
+	// If zero, DefaultMaxInFlight (2) is used; 1 publishes one batch at a
+	// time; at most 16.
+	MaxInFlight int
 
 	// Retention keeps delivered rows for this long (state 1, with
 	// delivered_at set) before the cleaner deletes them. If zero, delivered
@@ -113,6 +130,14 @@ type RelayConfig struct {
 	MinPollInterval time.Duration
 	MaxPollInterval time.Duration
 
+	// DisablePrepare runs the claim and settle statements from their text
+	// on every call instead of preparing them once per Run or Drain. Set it
+	// behind a connection pooler that cannot keep prepared statements
+	// (PgBouncer in transaction mode before 1.21). pgx's database/sql
+	// driver prepares and caches statements by itself (unless configured
+	// not to), so the relay never prepares them there.
+	DisablePrepare bool
+
 	// Logger receives the relay's structured logs: lease changes at Info,
 	// publish failures at Warn, parked messages, database errors and why Run
 	// stopped at Error, batches at Debug. If nil, the store's logger is
@@ -142,6 +167,14 @@ func (cfg RelayConfig) withDefaults(log *slog.Logger) (RelayConfig, error) {
 		cfg.BatchSize = DefaultBatchSize
 	case cfg.BatchSize > 10000:
 		return bad("BatchSize %d is above 10000; smaller batches keep round trips and redelivery after a crash bounded", cfg.BatchSize)
+	}
+	switch {
+	case cfg.MaxInFlight < 0:
+		return bad("MaxInFlight %d is negative; leave it 0 for %d, or use 1 to publish one batch at a time", cfg.MaxInFlight, DefaultMaxInFlight)
+	case cfg.MaxInFlight == 0:
+		cfg.MaxInFlight = DefaultMaxInFlight
+	case cfg.MaxInFlight > 16:
+		return bad("MaxInFlight %d is above 16; every batch in flight adds its keys to the next claim's exclusion list", cfg.MaxInFlight)
 	}
 	if cfg.Retention < 0 {
 		return bad("Retention %v is negative; use 0 to delete rows on delivery or a positive duration to keep them", cfg.Retention)

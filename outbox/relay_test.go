@@ -432,6 +432,8 @@ func TestRelayConfigErrors(t *testing.T) {
 		{outbox.RelayConfig{Policy: outbox.FailurePolicy(7)}, "Policy"},
 		{outbox.RelayConfig{MinPollInterval: time.Second, MaxPollInterval: time.Millisecond}, "MaxPollInterval"},
 		{outbox.RelayConfig{CleanupBatch: -5}, "CleanupBatch"},
+		{outbox.RelayConfig{MaxInFlight: -1}, "MaxInFlight"},
+		{outbox.RelayConfig{MaxInFlight: 17}, "MaxInFlight"},
 	} {
 		_, err := outbox.NewRelay(db.Store, pub, tc.cfg)
 		if !errors.Is(err, store.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {

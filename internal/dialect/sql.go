@@ -31,6 +31,12 @@ type SQL struct {
 	// now, keys list, limit)
 	ClaimExcept     string
 	ClaimSkipExcept string
+	// ClaimAhead and ClaimSkipAhead are ClaimExcept and ClaimSkipExcept
+	// that read no row above a seq, which bounds their scan: a relay claims
+	// with them while batches are in flight, leaving out those batches'
+	// keys. (partitions list, now, keys list, max seq, limit)
+	ClaimAhead     string
+	ClaimSkipAhead string
 	// DeleteDone deletes delivered rows. (seq list)
 	DeleteDone string
 	// MarkDone keeps delivered rows, marked delivered. (now, seq list)
@@ -138,7 +144,7 @@ type SQL struct {
 // "expr = ANY(?::bigint[])".
 func Standard(in, inText func(expr string) string) SQL {
 	q := SQL{}
-	q.Claim, q.ClaimSkip, q.ClaimExcept, q.ClaimSkipExcept = Claims(in, inText,
+	Claims(&q, in, inText,
 		// The condition repeats the predicate of outbox_blocked_idx word for
 		// word so that the planner probes that small partial index rather
 		// than the table.
@@ -153,6 +159,8 @@ WHERE o.state = 2 AND o.seq > ?`
 		ClaimSkip:       q.ClaimSkip,
 		ClaimExcept:     q.ClaimExcept,
 		ClaimSkipExcept: q.ClaimSkipExcept,
+		ClaimAhead:      q.ClaimAhead,
+		ClaimSkipAhead:  q.ClaimSkipAhead,
 		DeleteDone:      `DELETE FROM {p}outbox WHERE ` + in("seq"),
 		MarkDone:        `UPDATE {p}outbox SET state = 1, delivered_at = ? WHERE state = 0 AND ` + in("seq"),
 		Cleanup: `DELETE FROM {p}outbox WHERE seq IN (SELECT seq FROM {p}outbox
@@ -205,12 +213,13 @@ FROM {p}outbox o WHERE o.id = ?`,
 	}
 }
 
-// Claims returns the four claim statements (Claim, ClaimSkip, ClaimExcept,
-// ClaimSkipExcept) for a dialect's list tests and its conditions on a
-// claimed row o that no earlier row of its key holds it back: held under
-// ParkKey (no earlier failed or parked row), retrying under SkipMessage (no
-// earlier failed row). NoEarlier writes such a condition.
-func Claims(in, inText func(expr string) string, held, retrying string) (claim, skip, except, skipExcept string) {
+// Claims sets the six claim statements of q (Claim, ClaimSkip, ClaimExcept,
+// ClaimSkipExcept, ClaimAhead, ClaimSkipAhead) for a dialect's list tests
+// and its conditions on a claimed row o that no earlier row of its key
+// holds it back: held under ParkKey (no earlier failed or parked row),
+// retrying under SkipMessage (no earlier failed row). NoEarlier writes such
+// a condition.
+func Claims(q *SQL, in, inText func(expr string) string, held, retrying string) {
 	build := func(free, except string) string {
 		// The oldest pending rows of the leased partitions, read in seq
 		// order: oldest first is fair across partitions, and a batch of
@@ -227,7 +236,13 @@ ORDER BY o.seq
 LIMIT ?`
 	}
 	not := "\n  AND NOT (" + inText("o.partition_key") + ")"
-	return build(held, ""), build(retrying, ""), build(held, not), build(retrying, not)
+	// The seq bound ends the index scan in seq order: when every key in
+	// reach is in flight, the claim reads a window of rows, not the whole
+	// backlog.
+	ahead := not + "\n  AND o.seq <= ?"
+	q.Claim, q.ClaimSkip = build(held, ""), build(retrying, "")
+	q.ClaimExcept, q.ClaimSkipExcept = build(held, not), build(retrying, not)
+	q.ClaimAhead, q.ClaimSkipAhead = build(held, ahead), build(retrying, ahead)
 }
 
 // NoEarlier is the condition that no earlier row b of the claimed row o's

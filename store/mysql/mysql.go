@@ -74,7 +74,7 @@ var sqlText = func() dialect.SQL {
 	// check lets MariaDB seek on all of the index's leading columns; with a
 	// range (blocked > 0) it reads every earlier row of the key instead.
 	retrying := dialect.NoEarlier("b.blocked = 1")
-	q.Claim, q.ClaimSkip, q.ClaimExcept, q.ClaimSkipExcept = dialect.Claims(in, inText,
+	dialect.Claims(&q, in, inText,
 		retrying+"\n  AND "+dialect.NoEarlier("b.blocked = 2"), retrying)
 	// The settling statements read the list first and reach each row by its
 	// primary key. A single-table DELETE or UPDATE with an IN subquery scans
