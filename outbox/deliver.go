@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/bits"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,14 +37,15 @@ func (b *batch) full() bool { return len(b.msgs) == b.limit }
 const settleTimeout = 10 * time.Second
 
 // claimBatch claims up to batchLimit deliverable rows of the leased
-// partitions, leaving out the keys in except. When after > 0 (batches are
-// in flight and after is the highest seq they claimed), it also leaves out
-// the rows beyond a window above after, wide enough to hold a batch of
-// this relay's partitions. It returns nil when there is nothing to publish now:
-// no row, no lease, or leases too close to expiry to publish within
-// PublishTimeout. A batch it returns keeps its partitions in flight until
-// publish ends; publish checks the leases again before it publishes.
-func (r *Relay) claimBatch(ctx context.Context, except []string, after int64) (*batch, error) {
+// partitions. When batches are in flight (after > 0 is the highest seq
+// they claimed, and inFlight their row count), it leaves out the rows of
+// the keys in except, and the rows beyond a window above after, wide enough
+// to hold a batch of this relay's partitions. It returns nil when there is
+// nothing to publish now: no row, no lease, or leases too close to expiry
+// to publish within PublishTimeout. A batch it returns keeps its partitions
+// in flight until publish ends; publish checks the leases again before it
+// publishes.
+func (r *Relay) claimBatch(ctx context.Context, except map[string]struct{}, after int64, inFlight int) (*batch, error) {
 	claimable, deadline := r.leases.begin()
 	keep := false
 	defer func() {
@@ -61,11 +63,31 @@ func (r *Relay) claimBatch(ctx context.Context, except []string, after int64) (*
 		return nil, nil
 	}
 	limit := r.batchLimit()
+	var msgs []Message
+	var err error
 	var maxSeq int64
 	if after > 0 {
 		maxSeq = after + int64(limit)*Partitions/int64(bits.OnesCount64(claimable))
 	}
-	msgs, err := r.claimRows(ctx, claimable, start, except, maxSeq, limit)
+	switch _, inGo := r.ob.d.(dialect.KeysFilteredByRelay); {
+	case after == 0:
+		msgs, err = r.claimRows(ctx, claimable, start, nil, 0, limit)
+	case inGo:
+		// Rows of the keys in flight come back, their batches' own rows
+		// among them: ask for that many more, and drop them here.
+		msgs, err = r.claimRows(ctx, claimable, start, []string{}, maxSeq, limit+inFlight)
+		msgs = slices.DeleteFunc(msgs, func(m Message) bool {
+			_, busy := except[m.PartitionKey()]
+			return busy
+		})
+		msgs = msgs[:min(len(msgs), limit)]
+	default:
+		keys := make([]string, 0, len(except))
+		for k := range except {
+			keys = append(keys, k)
+		}
+		msgs, err = r.claimRows(ctx, claimable, start, keys, maxSeq, limit)
+	}
 	if err != nil || len(msgs) == 0 {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ type pipeline struct {
 	done chan *batch // batches that finished, in the order they did
 
 	n         int                 // batches in flight
+	rows      int                 // rows of the batches in flight
 	keys      map[string]struct{} // partition keys of the batches in flight
 	hwm       int64               // highest seq claimed so far
 	delivered int
@@ -47,18 +48,15 @@ func (p *pipeline) room() bool { return p.n < p.r.cfg.MaxInFlight }
 // about a batch's worth of rows rather than the whole backlog.
 func (p *pipeline) claim() (*batch, error) {
 	if p.n == 0 {
-		return p.r.claimBatch(p.ctx, nil, 0)
+		return p.r.claimBatch(p.ctx, nil, 0, 0)
 	}
-	except := make([]string, 0, len(p.keys))
-	for k := range p.keys {
-		except = append(except, k)
-	}
-	return p.r.claimBatch(p.ctx, except, p.hwm)
+	return p.r.claimBatch(p.ctx, p.keys, p.hwm, p.rows)
 }
 
 // start publishes b in a goroutine of its own.
 func (p *pipeline) start(b *batch) {
 	p.n++
+	p.rows += len(b.msgs)
 	for i := range b.msgs {
 		p.keys[b.msgs[i].PartitionKey()] = struct{}{}
 		p.hwm = max(p.hwm, b.msgs[i].Seq)
@@ -74,6 +72,7 @@ func (p *pipeline) start(b *batch) {
 // keys free while their failure is neither recorded nor held.
 func (p *pipeline) finish(b *batch) {
 	p.n--
+	p.rows -= len(b.msgs)
 	for k, until := range b.stuck {
 		p.r.stuck[k] = until
 	}

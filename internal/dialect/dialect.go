@@ -100,6 +100,16 @@ type CurrentReader interface {
 	ReadCurrent() string
 }
 
+// KeysFilteredByRelay is implemented by dialects whose database tests a
+// list parameter against every row it reads, too slowly for the thousand
+// keys of a batch in flight (MySQL and MariaDB evaluate the JSON_TABLE of
+// a NOT IN anew for each row). A relay on such a dialect claims ahead with
+// only its few held keys in the ClaimAhead list, asks for as many more rows
+// as its batches in flight hold, and drops the rows of their keys itself.
+type KeysFilteredByRelay interface {
+	KeysFilteredByRelay()
+}
+
 // Class is the kind of a driver error, as far as keel cares.
 type Class int
 
