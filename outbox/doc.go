@@ -76,10 +76,13 @@
 // beyond the newest row claimed, so that when every key within reach is in
 // flight it reads a window, not the whole backlog; it then waits for a
 // batch to finish, a commit, or a backoff from MinPollInterval to
-// MaxPollInterval before claiming ahead again. Leases and PublishTimeout
-// apply to each batch: none starts publishing unless the leases have more
-// than PublishTimeout left, and a partition is handed over only while no
-// batch of it is in flight. Stopping cancels every Publish in flight and
+// MaxPollInterval before claiming ahead again. (On MySQL and MariaDB,
+// which test a list parameter anew for every row, the relay drops the rows
+// of keys in flight itself, asking for that many more rows.)
+//
+// Leases and PublishTimeout apply to each batch: none starts publishing
+// unless the leases have more than PublishTimeout left, and a partition is
+// handed over only while no batch of it is in flight. Stopping cancels every Publish in flight and
 // records each batch's outcome before Run returns. MaxInFlight 1 publishes
 // one batch at a time.
 //

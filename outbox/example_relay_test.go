@@ -180,3 +180,59 @@ func ExampleOutbox_Requeue() {
 	// msg-1 1 schema registry: unknown field: keel: permanent delivery failure
 	// pending: 1 parked: 0
 }
+
+// A relay publishes up to MaxInFlight batches at once, never two holding
+// the same key, so a key that is slow to publish does not hold up the
+// others. Here the publish of "slow" waits until both other keys were
+// delivered, which they are, in batches claimed while it waits.
+func ExampleRelayConfig_maxInFlight() {
+	st, cleanup := openExampleStore()
+	defer cleanup()
+	ctx := context.Background()
+	ob, err := outbox.New(st)
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = ob.Enqueue(ctx,
+		outbox.Message{Name: "report.rendered", Key: "slow", Payload: []byte{}},
+		outbox.Message{Name: "order.placed", Key: "order-1", Payload: []byte{}},
+		outbox.Message{Name: "order.placed", Key: "order-2", Payload: []byte{}},
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	others := make(chan string, 2)
+	publish := outbox.PublisherFunc(func(ctx context.Context, batch []outbox.Message) error {
+		for _, m := range batch {
+			if m.Key != "slow" {
+				others <- m.Key
+				continue
+			}
+			// A remote call that takes its time: done once the others are.
+			var got []string
+			for len(got) < 2 {
+				select {
+				case k := <-others:
+					got = append(got, k)
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			fmt.Println("delivered", got[0], "and", got[1], "while slow waited")
+		}
+		return nil
+	})
+	relay, err := outbox.NewRelay(st, publish, outbox.RelayConfig{BatchSize: 1, MaxInFlight: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	n, err := relay.Drain(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("delivered", n)
+	// Output:
+	// delivered order-1 and order-2 while slow waited
+	// delivered 3
+}
