@@ -19,7 +19,7 @@
 //		s.RequireNothingParked()
 //	}
 //
-// Do runs a unit of work through the application's uow.Runner and then
+// Do runs units of work through the application's uow.Runner and then
 // settles: a relay over the runner's store, publishing to a Bus over the
 // Router (or to Config.Publisher), is stepped with Drain until no message
 // is pending. Events that handlers record on the way are delivered in turn,

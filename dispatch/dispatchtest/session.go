@@ -86,14 +86,24 @@ func New(t testing.TB, runner *uow.Runner, router *dispatch.Router, cfg Config) 
 // outbox's administration (Requeue, Stats).
 func (s *Session) Relay() *outbox.Relay { return s.relay }
 
-// Do runs fn as a unit of work through the runner (uow.Runner.Do), then
-// settles, and returns fn's error: a command's refusal is part of what a
-// test checks. Whatever fn returns, what committed before is delivered.
-func (s *Session) Do(fn func(ctx context.Context, tx *uow.Tx) error) error {
+// Do runs each of units as a unit of work of its own, in order, through
+// the runner (uow.Runner.Do), then settles once, so that what they caused
+// is delivered together. It returns the units' errors (errors.Join of
+// them, or the one error unchanged): a command's refusal is part of what a
+// test checks. Whatever the units return, what committed is delivered.
+func (s *Session) Do(units ...func(ctx context.Context, tx *uow.Tx) error) error {
 	s.t.Helper()
-	err := s.runner.Do(s.t.Context(), fn)
+	var errs []error
+	for _, fn := range units {
+		if err := s.runner.Do(s.t.Context(), fn); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	s.Settle()
-	return err
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
 }
 
 // Settle delivers every pending message, and the messages their handlers

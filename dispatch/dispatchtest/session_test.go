@@ -179,6 +179,14 @@ func TestCascadeRetriesAndParking(t *testing.T) {
 			t.Fatalf("the mailer ran %d times, want 2 (a failure and its retry)", shop.mails.Load())
 		}
 
+		// Two commands, delivered together; one refused.
+		refused := errors.New("no such item")
+		err := s.Do(shop.place("o-3", "mug", 1, 10), func(context.Context, *uow.Tx) error { return refused })
+		if err != refused {
+			t.Fatalf("Do returned %v, want the refusal unchanged", err)
+		}
+		s.RequirePublished("order.confirmed", "o-3")
+
 		// A large order is refused by the fraud check, for good.
 		if err := s.Do(shop.place("o-2", "mug", 1, 5000)); err != nil {
 			t.Fatal(err)
@@ -190,7 +198,7 @@ func TestCascadeRetriesAndParking(t *testing.T) {
 		s.RequireError("order.placed", errFraud)
 		s.RequireNotPublished("order.rejected")
 		// The other handlers of the parked message took effect anyway.
-		s.RequireHandled("inventory.reserve", 2)
+		s.RequireHandled("inventory.reserve", 3)
 	})
 }
 
