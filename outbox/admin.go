@@ -22,6 +22,9 @@ type Stats struct {
 	// OldestPending is the age of the oldest pending row, measured from its
 	// enqueue; zero when nothing is pending. Alert on it.
 	OldestPending time.Duration
+	// Scheduled counts messages waiting for their time (Message.NotBefore),
+	// outside the outbox; they are not counted as pending.
+	Scheduled int64
 }
 
 // Stats counts pending, retrying and parked rows across all partitions.
@@ -35,6 +38,9 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 	}
 	if err := o.db.QueryRowContext(ctx, o.q.StatsParked).Scan(&s.Parked); err != nil {
 		return Stats{}, o.wrap("stats", err, o.table)
+	}
+	if err := o.db.QueryRowContext(ctx, o.q.StatsScheduled).Scan(&s.Scheduled); err != nil {
+		return Stats{}, o.wrap("stats", err, o.scheduled)
 	}
 	if !oldest.IsZero() {
 		s.OldestPending = max(time.Since(oldest.Time), 0)

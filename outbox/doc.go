@@ -13,6 +13,16 @@
 // commit, that wakes listening relays in any process (unless the store's
 // Options.DisableNotify is set).
 //
+// # Scheduled messages
+//
+// A message whose NotBefore is later than now is scheduled: written in the
+// same transaction, kept outside the outbox until that time (holding none
+// of its key's other messages back), then moved into the outbox by a
+// running relay and delivered in order with its key's messages pending
+// then. CancelTx cancels it in a later transaction, and reports, with
+// ErrNotScheduled, one that already fell due. Relays sleep until the next
+// due time, so a timer fires within milliseconds of it.
+//
 // # Schema
 //
 // keel's tables belong to a store (package store): open it once over the

@@ -46,6 +46,14 @@ type Message struct {
 	// OccurredAt is when the event happened; Enqueue uses the current time
 	// when it is zero.
 	OccurredAt time.Time
+	// NotBefore, when later than the time of the enqueue, schedules the
+	// message: it is not delivered before that time. Until then it waits
+	// outside the outbox, holding back none of its key's other messages;
+	// when it falls due a relay moves it into the outbox, behind the
+	// messages its key already has pending there, and delivers it in order
+	// with them. Outbox.CancelTx cancels it until then. The zero time, or
+	// a time already past, delivers at once. Relays read it back as zero.
+	NotBefore time.Time
 
 	// Seq is the row's position in the outbox, set when a relay reads it.
 	Seq int64

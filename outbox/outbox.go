@@ -25,8 +25,10 @@ type Outbox struct {
 	d     dialect.Dialect
 	q     dialect.SQL
 	table string
-	log   *slog.Logger
-	tel   *telemetry.Telemetry
+	// scheduled is the table of messages scheduled for later.
+	scheduled string
+	log       *slog.Logger
+	tel       *telemetry.Telemetry
 
 	// notifier is set when EnqueueTx carries a wake-up for other processes
 	// in its INSERT (PostgreSQL, unless the store disables it).
@@ -52,15 +54,16 @@ func New(st *store.Store) (*Outbox, error) {
 	}
 	d := st.Dialect()
 	o := &Outbox{
-		st:      st,
-		db:      st.DB(),
-		d:       d,
-		q:       dialect.Render(d, d.SQL(), st.TablePrefix()),
-		table:   st.Table("outbox"),
-		log:     st.Logger(),
-		tel:     telemetry.For(st.Options().TracerProvider, st.Options().MeterProvider),
-		channel: dialect.Channel(st.TablePrefix()),
-		inserts: map[int]string{},
+		st:        st,
+		db:        st.DB(),
+		d:         d,
+		q:         dialect.Render(d, d.SQL(), st.TablePrefix()),
+		table:     st.Table("outbox"),
+		scheduled: st.Table("scheduled"),
+		log:       st.Logger(),
+		tel:       telemetry.For(st.Options().TracerProvider, st.Options().MeterProvider),
+		channel:   dialect.Channel(st.TablePrefix()),
+		inserts:   map[int]string{},
 	}
 	if n, ok := d.(dialect.Notifier); ok && !st.Options().DisableNotify {
 		o.notifier = n
@@ -125,37 +128,70 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) erro
 		}
 	}
 	now := time.Now().UTC()
+	for i := range msgs {
+		m := &msgs[i]
+		if m.ID == "" {
+			m.ID = aggregate.NewMessageID()
+		}
+		if m.OccurredAt.IsZero() {
+			m.OccurredAt = now
+		}
+		m.Headers = telemetry.Inject(ctx, m.Headers)
+	}
+	// Messages for later go to the scheduled table, the others to the
+	// outbox; each keeps its order among its own.
+	var later []Message
+	var soon []Message
+	for _, m := range msgs {
+		if m.NotBefore.After(now) {
+			later = append(later, m)
+		} else {
+			soon = append(soon, m)
+		}
+	}
+	if len(later) == 0 {
+		return o.insert(ctx, tx, o.table, msgs, now, true)
+	}
+	if err := o.insert(ctx, tx, o.table, soon, now, false); err != nil {
+		return err
+	}
+	return o.insert(ctx, tx, o.scheduled, later, now, true)
+}
+
+// insert writes msgs into table (the outbox or the scheduled table) with
+// multi-row INSERTs. When notify is set, the last INSERT also notifies other
+// processes' relays, where the dialect can, so waking them costs no extra
+// round trip.
+func (o *Outbox) insert(ctx context.Context, tx Execer, table string, msgs []Message, now time.Time, notify bool) error {
+	scheduled := table == o.scheduled
 	maxRows := o.d.MaxInsertRows()
-	args := make([]any, 0, min(len(msgs), maxRows)*insertColumns+1)
+	if scheduled {
+		maxRows = max(1, maxRows*insertColumns/(insertColumns+1))
+	}
+	args := make([]any, 0, min(len(msgs), maxRows)*(insertColumns+1)+1)
 	for start := 0; start < len(msgs); start += maxRows {
 		chunk := msgs[start:min(start+maxRows, len(msgs))]
 		args = args[:0]
 		for i := range chunk {
 			m := &chunk[i]
-			if m.ID == "" {
-				m.ID = aggregate.NewMessageID()
-			}
-			if m.OccurredAt.IsZero() {
-				m.OccurredAt = now
-			}
-			m.Headers = telemetry.Inject(ctx, m.Headers)
 			headers, err := encodeHeaders(m.Headers)
 			if err != nil {
-				return fmt.Errorf("%w: message %d headers: %v", ErrInvalidMessage, start+i, err)
+				return fmt.Errorf("%w: message %s headers: %v", ErrInvalidMessage, dialect.Quote(m.ID), err)
 			}
 			key := m.PartitionKey()
 			args = append(args, m.ID, m.Topic, key, PartitionOf(key), m.Name,
 				m.AggregateType, m.AggregateID, m.AggregateVersion, m.Payload, headers,
 				m.CorrelationID, m.CausationID, o.d.Time(m.OccurredAt), o.d.Time(now))
+			if scheduled {
+				args = append(args, o.d.Time(m.NotBefore.UTC()))
+			}
 		}
-		// The last chunk carries the notification in the same statement, so
-		// waking other relays costs no extra round trip.
-		notify := o.notifier != nil && start+maxRows >= len(msgs)
-		if notify {
+		last := notify && o.notifier != nil && start+maxRows >= len(msgs)
+		if last {
 			args = append(args, o.channel)
 		}
-		if _, err := tx.ExecContext(ctx, o.insertSQL(len(chunk), notify), args...); err != nil {
-			return o.wrapWrite(err)
+		if _, err := tx.ExecContext(ctx, o.insertSQL(table, len(chunk), last), args...); err != nil {
+			return o.wrapWrite(err, table)
 		}
 	}
 	return nil
@@ -163,12 +199,18 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) erro
 
 const insertColumns = 14
 
-// insertSQL returns the INSERT of n rows, with notify wrapped by the
+// insertSQL returns the INSERT of n rows into table (the outbox, or the
+// scheduled table with its due_at column), with notify wrapped by the
 // dialect so that the same statement also notifies the channel.
-func (o *Outbox) insertSQL(n int, notify bool) string {
-	key := n << 1
+func (o *Outbox) insertSQL(table string, n int, notify bool) string {
+	key := n << 2
 	if notify {
 		key |= 1
+	}
+	columns := insertColumns
+	if table == o.scheduled {
+		key |= 2
+		columns++
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -177,9 +219,13 @@ func (o *Outbox) insertSQL(n int, notify bool) string {
 	}
 	var b strings.Builder
 	b.WriteString("INSERT INTO ")
-	b.WriteString(o.table)
-	b.WriteString(" (id, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at, created_at) VALUES ")
-	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", insertColumns), ", ") + ")"
+	b.WriteString(table)
+	b.WriteString(" (id, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at, created_at")
+	if columns > insertColumns {
+		b.WriteString(", due_at")
+	}
+	b.WriteString(") VALUES ")
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", columns), ", ") + ")"
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			b.WriteString(", ")
@@ -197,11 +243,11 @@ func (o *Outbox) insertSQL(n int, notify bool) string {
 	return q
 }
 
-func (o *Outbox) wrapWrite(err error) error {
+func (o *Outbox) wrapWrite(err error, table string) error {
 	switch o.d.Classify(err) {
 	case dialect.MissingTable:
-		return fmt.Errorf("keel: outbox enqueue: %w", dialect.WrapMissing(o.d, err, o.table))
-	case dialect.Unique:
+		return fmt.Errorf("keel: outbox enqueue: %w", dialect.WrapMissing(o.d, err, table))
+	case dialect.Unique, dialect.KeyConflict:
 		return fmt.Errorf("%w: duplicate message id: %v", ErrInvalidMessage, err)
 	}
 	return fmt.Errorf("keel: outbox enqueue: %w", err)

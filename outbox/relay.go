@@ -198,6 +198,11 @@ func (r *Relay) run(ctx context.Context) error {
 	if r.cfg.Retention > 0 {
 		wg.Go(func() { r.cleanLoop(inner) })
 	}
+	wg.Go(func() {
+		if err := r.scheduleLoop(inner); err != nil {
+			fail(err)
+		}
+	})
 	if err := r.deliverLoop(inner, wake); err != nil {
 		fail(err)
 	}
@@ -250,6 +255,9 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer r.leases.leave()
+	if err := r.ob.moveAllDue(ctx, time.Now()); err != nil {
+		return 0, err
+	}
 	return r.drainLoop(ctx)
 }
 

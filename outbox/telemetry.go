@@ -68,8 +68,9 @@ func (r *Relay) observe() (stop func()) {
 		obs.ObserveInt64(tel.OutboxRetrying, s.Retrying)
 		obs.ObserveInt64(tel.OutboxParked, s.Parked)
 		obs.ObserveFloat64(tel.OutboxOldest, s.OldestPending.Seconds())
+		obs.ObserveInt64(tel.OutboxLater, s.Scheduled)
 		return nil
-	}, tel.RelayPartitions, tel.OutboxPending, tel.OutboxRetrying, tel.OutboxParked, tel.OutboxOldest)
+	}, tel.RelayPartitions, tel.OutboxPending, tel.OutboxRetrying, tel.OutboxParked, tel.OutboxOldest, tel.OutboxLater)
 	if err != nil {
 		r.log.Warn("keel: cannot report relay metrics", "err", err)
 		return func() {}

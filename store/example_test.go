@@ -76,4 +76,5 @@ func ExampleStore_Migrations() {
 	// 4 0004_idempotency_created_idx
 	// 5 0005_outbox_leases_rows
 	// 6 0006_aggregates_state_version
+	// 7 0007_scheduled
 }

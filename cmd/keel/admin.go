@@ -103,6 +103,7 @@ func stats(ctx context.Context, c *cli) error {
 			"pending":                s.Pending,
 			"retrying":               s.Retrying,
 			"parked":                 s.Parked,
+			"scheduled":              s.Scheduled,
 			"oldest_pending_seconds": s.OldestPending.Seconds(),
 		})
 	}
@@ -110,6 +111,7 @@ func stats(ctx context.Context, c *cli) error {
 	fmt.Fprintf(w, "pending\t%d\n", s.Pending)
 	fmt.Fprintf(w, "retrying\t%d\t(of the pending, failed at least once)\n", s.Retrying)
 	fmt.Fprintf(w, "parked\t%d\n", s.Parked)
+	fmt.Fprintf(w, "scheduled\t%d\t(waiting for their time, not yet pending)\n", s.Scheduled)
 	oldest := "-"
 	if s.Pending > 0 {
 		oldest = s.OldestPending.Round(time.Millisecond).String()

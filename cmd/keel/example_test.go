@@ -32,7 +32,8 @@ func Example() {
 	//   "oldest_pending_seconds": 0,
 	//   "parked": 0,
 	//   "pending": 0,
-	//   "retrying": 0
+	//   "retrying": 0,
+	//   "scheduled": 0
 	// }
 	// keel parked show: keel: no outbox message with this id: id "no-such-id"
 	// exit status 1

@@ -91,6 +91,25 @@ type SQL struct {
 	// when. (message id)
 	InboxByMessage string
 
+	// DueScheduled lists up to limit scheduled messages due by now, in the
+	// order they fall due (those due at once in the order they were
+	// scheduled), locking them where the dialect can skip rows
+	// another transaction locked. (now, limit)
+	DueScheduled string
+	// MoveScheduled copies the listed scheduled messages into the outbox in
+	// DueScheduled's order, leaving out any whose id the outbox already
+	// holds; their enqueue time is their due time. (ids list)
+	MoveScheduled string
+	// DeleteScheduled deletes the listed scheduled messages. (ids list)
+	DeleteScheduled string
+	// CancelScheduled deletes one scheduled message. (message id)
+	CancelScheduled string
+	// NextDue reads when the next scheduled message falls due; NULL when
+	// none is scheduled. ()
+	NextDue string
+	// StatsScheduled counts scheduled messages. ()
+	StatsScheduled string
+
 	// IdemSelect reads an idempotency key's stored result. (key)
 	IdemSelect string
 	// IdemResult stores a result with its key. (result, key)
@@ -197,6 +216,13 @@ FROM {p}outbox o WHERE o.id = ?`,
 		Leases:         `SELECT partition_no, owner, expires_at FROM {p}outbox_leases ORDER BY partition_no`,
 		InboxByMessage: `SELECT handler, processed_at FROM {p}inbox WHERE message_id = ? ORDER BY handler`,
 
+		DueScheduled:    `SELECT id FROM {p}scheduled WHERE due_at <= ? ORDER BY due_at, seq LIMIT ?`,
+		MoveScheduled:   MoveScheduled("{p}scheduled s\nWHERE " + inText("s.id")),
+		DeleteScheduled: `DELETE FROM {p}scheduled WHERE ` + inText("id"),
+		CancelScheduled: `DELETE FROM {p}scheduled WHERE id = ?`,
+		NextDue:         `SELECT MIN(due_at) FROM {p}scheduled`,
+		StatsScheduled:  `SELECT COUNT(*) FROM {p}scheduled`,
+
 		IdemSelect: `SELECT result FROM {p}idempotency WHERE key = ?`,
 		IdemResult: `UPDATE {p}idempotency SET result = ? WHERE key = ?`,
 		IdemPrune: `DELETE FROM {p}idempotency WHERE key IN (SELECT key FROM {p}idempotency
@@ -251,6 +277,21 @@ func NoEarlier(pred string) string {
 	return `NOT EXISTS (SELECT 1 FROM {p}outbox b
       WHERE b.partition_no = o.partition_no AND b.partition_key = o.partition_key AND b.seq < o.seq
         AND ` + pred + `)`
+}
+
+// moveColumns are the columns a scheduled message carries into the
+// outbox, before created_at (which takes its due time).
+const moveColumns = `id, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at`
+
+// MoveScheduled returns the MoveScheduled statement reading the scheduled
+// rows, aliased s, from source: a FROM clause and a WHERE clause selecting
+// the listed ids, such as "{p}scheduled s WHERE s.id IN (...)".
+func MoveScheduled(source string) string {
+	return `INSERT INTO {p}outbox (` + moveColumns + `, created_at)
+SELECT ` + strings.ReplaceAll("s."+moveColumns, ", ", ", s.") + `, s.due_at
+FROM ` + source + `
+  AND NOT EXISTS (SELECT 1 FROM {p}outbox o WHERE o.id = s.id)
+ORDER BY s.due_at, s.seq`
 }
 
 // MessageColumns are the outbox columns a relay reads for each message, in
@@ -319,6 +360,7 @@ var Schema = []struct {
 	{"outbox_relays", "id, expires_at"},
 	{"inbox", "handler, message_id, processed_at"},
 	{"idempotency", "key, result, created_at"},
+	{"scheduled", "seq, id, due_at, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at, created_at"},
 }
 
 // Channel is the notification channel of a table prefix: commits that

@@ -66,6 +66,7 @@ type Telemetry struct {
 	OutboxRetrying metric.Int64ObservableGauge
 	OutboxParked   metric.Int64ObservableGauge
 	OutboxOldest   metric.Float64ObservableGauge
+	OutboxLater    metric.Int64ObservableGauge
 	ConsumerLag    metric.Int64ObservableGauge
 }
 
@@ -146,6 +147,8 @@ func build(tp trace.TracerProvider, mp metric.MeterProvider) *Telemetry {
 		metric.WithDescription("Pending outbox rows that have failed at least once."))
 	t.OutboxParked, _ = m.Int64ObservableGauge("keel.outbox.parked", metric.WithUnit("{message}"),
 		metric.WithDescription("Outbox rows parked after their last attempt or a permanent failure."))
+	t.OutboxLater, _ = m.Int64ObservableGauge("keel.outbox.scheduled", metric.WithUnit("{message}"),
+		metric.WithDescription("Messages scheduled for later (Message.NotBefore), not yet due."))
 	t.OutboxOldest, _ = m.Float64ObservableGauge("keel.outbox.oldest_pending.age", metric.WithUnit("s"),
 		metric.WithDescription("Age of the oldest pending outbox row; 0 when none is pending."))
 	return t

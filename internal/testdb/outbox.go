@@ -111,3 +111,55 @@ func Count(tb testing.TB, db DB, query string, args ...any) int {
 	}
 	return n
 }
+
+// FillScheduled inserts n messages scheduled for due into the scheduled
+// table, straight in SQL, over FillKeys keys: setup for benchmarks that
+// need a large backlog of timers.
+func FillScheduled(tb testing.TB, db DB, n int, due time.Time) {
+	tb.Helper()
+	parts := make([]int64, FillKeys)
+	for k := range parts {
+		parts[k] = int64(outbox.PartitionOf(fmt.Sprintf("key-%04d", k)))
+	}
+	js, _ := json.Marshal(parts)
+	table := db.Table("scheduled")
+	tag := randomHex(4) + "-"
+	at := db.Dialect().Time(due.UTC())
+	var err error
+	switch {
+	case db.Setup.IsMySQL():
+		ctx := context.Background()
+		conn, cerr := db.SQL().Conn(ctx)
+		if cerr != nil {
+			tb.Fatal(cerr)
+		}
+		defer conn.Close()
+		_, _ = conn.ExecContext(ctx, `SET SESSION max_recursive_iterations = 100000000`)
+		_, _ = conn.ExecContext(ctx, `SET SESSION cte_max_recursion_depth = 100000000`)
+		_, err = conn.ExecContext(ctx, `INSERT INTO `+table+` (id, due_at, partition_key, partition_no, name, payload, occurred_at, created_at)
+WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?)
+SELECT CONCAT(?, i), ?, CONCAT('key-', LPAD(i % 1000, 4, '0')), JSON_EXTRACT(?, CONCAT('$[', i % 1000, ']')), 'bench.timer', REPEAT('x', 100), ?, ?
+FROM g`, n, tag, at, string(js), at, at)
+		if err == nil {
+			_, err = conn.ExecContext(ctx, "ANALYZE TABLE "+table)
+		}
+	case db.Setup.IsPostgres():
+		_, err = db.SQL().Exec(`INSERT INTO `+table+` (id, due_at, partition_key, partition_no, name, payload, occurred_at, created_at)
+SELECT $1 || g, $2, 'key-' || lpad((g % 1000)::text, 4, '0'), ($4::int[])[g % 1000 + 1], 'bench.timer', convert_to(repeat('x', 100), 'UTF8'), $2, $2
+FROM generate_series(1, $3) AS g`, tag, at, n, db.Dialect().Int64s(parts))
+		if err == nil {
+			_, err = db.SQL().Exec("ANALYZE " + table)
+		}
+	default:
+		_, err = db.SQL().Exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?)
+INSERT INTO `+table+` (id, due_at, partition_key, partition_no, name, payload, occurred_at, created_at)
+SELECT ? || i, ?, 'key-' || printf('%04d', i % 1000), json_extract(?, '$[' || (i % 1000) || ']'), 'bench.timer', zeroblob(100), ?, ?
+FROM g`, n, tag, at, string(js), at, at)
+		if err == nil {
+			_, err = db.SQL().Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		}
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+}

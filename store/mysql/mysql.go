@@ -93,6 +93,12 @@ STRAIGHT_JOIN {p}outbox o FORCE INDEX (PRIMARY) ON o.seq = v.seq
 SET o.state = v.state, o.attempts = o.attempts + 1, o.next_attempt_at = v.next_at, o.last_error = v.err
 WHERE o.state = 0`
 	q.Cleanup = `DELETE FROM {p}outbox WHERE state = 1 AND delivered_at < ? ORDER BY delivered_at, seq LIMIT ?`
+	// Scheduled messages are reached through their id's index from their
+	// list, as the outbox's rows are through theirs, never by a scan of rows waiting for later.
+	const ids = "JSON_TABLE(?, '$[*]' COLUMNS (v VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$')) AS l STRAIGHT_JOIN {p}scheduled s FORCE INDEX ({p}scheduled_id_key) ON s.id = l.v"
+	q.DueScheduled += " FOR UPDATE SKIP LOCKED"
+	q.MoveScheduled = dialect.MoveScheduled(ids + "\nWHERE TRUE")
+	q.DeleteScheduled = `DELETE s FROM ` + ids
 	q.Heartbeat = `INSERT INTO {p}outbox_relays (id, expires_at) VALUES (?, ?)
 ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)`
 	// InnoDB's UPDATE reads the latest committed rows and locks them, so two

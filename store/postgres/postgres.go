@@ -57,6 +57,9 @@ RETURNING handler, message_id`
 WHERE i.handler = v.h AND i.message_id = v.m`
 	q.MigrationsCreate = `CREATE TABLE IF NOT EXISTS {p}migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)`
 	q.MigrationsLiteral = `INSERT INTO {p}migrations (version, name, applied_at) VALUES (%d, %s, now());`
+	// Relays moving due messages at once each take rows the others have not
+	// locked, rather than wait for them.
+	q.DueScheduled += " FOR UPDATE SKIP LOCKED"
 	return q
 }()
 
