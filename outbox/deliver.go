@@ -110,10 +110,12 @@ func (r *Relay) publish(ctx context.Context, b *batch) {
 		b.left = true
 		return
 	}
-	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	gctx, release := r.publishContext(ctx)
+	pctx, cancel := context.WithTimeout(gctx, r.cfg.PublishTimeout)
 	pstart := time.Now()
 	perr := r.pub.Publish(pctx, msgs)
 	cancel()
+	release()
 	now := time.Now()
 	done, fails, rep := r.outcome(msgs, perr, now)
 	if perr != nil && ctx.Err() != nil {
@@ -374,4 +376,22 @@ func errorText(err error) string {
 		s = s[:2000]
 	}
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+}
+
+// publishContext returns the context a batch publishes under, and the
+// function that releases it once the batch is done: ctx itself or, with a
+// StopTimeout, a context that ends StopTimeout after ctx does, so that a
+// stopping relay lets its batches in flight finish.
+func (r *Relay) publishContext(ctx context.Context) (context.Context, func()) {
+	if r.cfg.StopTimeout <= 0 {
+		return ctx, func() {}
+	}
+	grace, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		time.AfterFunc(r.cfg.StopTimeout, func() { cancel(context.Cause(ctx)) })
+	})
+	return grace, func() {
+		stop()
+		cancel(nil)
+	}
 }

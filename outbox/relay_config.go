@@ -105,6 +105,15 @@ type RelayConfig struct {
 	// PublishTimeout left. If zero, LeaseDuration/3 is used; it may not
 	// exceed LeaseDuration/2.
 	PublishTimeout time.Duration
+	// StopTimeout is how long the batches in flight when Run's context ends
+	// may go on publishing: Run stops claiming at once, lets them finish
+	// for up to StopTimeout, settles them and returns. A relay told to stop
+	// (SIGTERM in a rolling deploy) then hands over no half-published
+	// batch, whose messages the next relay would send again. If zero, the
+	// batches in flight are cancelled at once: messages their publisher had
+	// not sent are left for the next relay, with no attempt counted. It may
+	// not exceed PublishTimeout, so a batch never outlives its leases.
+	StopTimeout time.Duration
 
 	// MaxAttempts is how many times a message is tried before it is parked
 	// (state 2) with its last error. If zero, DefaultMaxAttempts (20) is
@@ -204,6 +213,9 @@ func (cfg RelayConfig) withDefaults(log *slog.Logger) (RelayConfig, error) {
 		return bad("PublishTimeout %v is negative; leave it 0 for LeaseDuration/3", cfg.PublishTimeout)
 	case cfg.PublishTimeout > cfg.LeaseDuration/2:
 		return bad("PublishTimeout %v exceeds half of LeaseDuration %v; raise LeaseDuration or lower PublishTimeout", cfg.PublishTimeout, cfg.LeaseDuration)
+	}
+	if cfg.StopTimeout < 0 || cfg.StopTimeout > cfg.PublishTimeout {
+		return bad("StopTimeout %v is outside 0 to PublishTimeout (%v); leave it 0 to cancel batches in flight when Run stops", cfg.StopTimeout, cfg.PublishTimeout)
 	}
 	switch {
 	case cfg.MaxAttempts < 0:

@@ -70,7 +70,8 @@ func relayFlags(c *cli) {
 }
 
 // relay runs a relay publishing to Kafka until SIGINT or SIGTERM. It then
-// finishes the batch in flight, hands its leases back, and returns nil.
+// lets the batches in flight finish, hands its leases back, and returns
+// nil.
 func relay(ctx context.Context, c *cli) error {
 	o := c.relayFlags
 	if err := c.wantArgs(0, ""); err != nil {
@@ -119,11 +120,22 @@ func relay(ctx context.Context, c *cli) error {
 	}
 	defer pub.Close()
 
+	// On SIGTERM the batch in flight finishes: StopTimeout is the whole
+	// publish timeout, the most a batch can take.
+	timeout := o.timeout
+	if timeout == 0 {
+		lease := o.lease
+		if lease == 0 {
+			lease = outbox.DefaultLeaseDuration
+		}
+		timeout = lease / 3
+	}
 	relay, err := outbox.NewRelay(st, pub, outbox.RelayConfig{
 		ID:             o.id,
 		BatchSize:      o.batch,
 		LeaseDuration:  o.lease,
-		PublishTimeout: o.timeout,
+		PublishTimeout: timeout,
+		StopTimeout:    timeout,
 		MaxAttempts:    o.attempts,
 		Logger:         log,
 	})

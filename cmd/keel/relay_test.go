@@ -185,12 +185,11 @@ func deliveredCount(m series) float64 {
 	return m.sum("keel_relay_messages_total", `keel_outcome="delivered"`)
 }
 
-func checkTopic(t *testing.T, broker string) {
+func checkTopic(t *testing.T, broker string) (dups int) {
 	t.Helper()
 	recs := testkafka.ReadTopic(t, broker, "events")
 	seen := map[string]bool{}
 	last := map[string]int{} // key → highest version seen first time
-	dups := 0
 	for _, r := range recs {
 		id, ok := testkafka.Header(r, kafka.HeaderMessageID)
 		if !ok {
@@ -215,6 +214,7 @@ func checkTopic(t *testing.T, broker string) {
 		t.Errorf("%d distinct messages on the topic, want %d", len(seen), daemonRows)
 	}
 	t.Logf("%d records, %d distinct messages, %d duplicates", len(recs), len(seen), dups)
+	return dups
 }
 
 func pending(t testing.TB, ob *outbox.Outbox) int64 {
@@ -295,7 +295,10 @@ func TestRelayDaemon(t *testing.T) {
 				if code := second.wait(30 * time.Second); code != 0 {
 					t.Errorf("second relay exited %d\n%s", code, second.logs)
 				}
-				checkTopic(t, broker)
+				dups := checkTopic(t, broker)
+				if sig == syscall.SIGTERM && dups != 0 {
+					t.Errorf("after SIGTERM %d messages were published twice; the batch in flight should have finished", dups)
+				}
 			})
 		}
 	}
