@@ -3,7 +3,6 @@ package dispatch_test
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
@@ -57,11 +56,11 @@ func BenchmarkDeliver(b *testing.B) {
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 			})
 
-			// Concurrency 0 is the default, GOMAXPROCS.
+			// Concurrency 0 is the dialect's default.
 			for _, conc := range []int{1, 0, 8} {
 				label := fmt.Sprint(conc)
 				if conc == 0 {
-					label = fmt.Sprintf("default(%d)", runtime.GOMAXPROCS(0))
+					label = fmt.Sprintf("default(%d)", s.StoreDialect().Writers())
 				}
 				b.Run("bus-concurrency-"+label, func(b *testing.B) {
 					db := benchDB(b, s)
@@ -100,7 +99,7 @@ func benchDB(b *testing.B, s testdb.Setup) testdb.DB {
 	if _, err := db.SQL().Exec("CREATE TABLE effects (handler TEXT NOT NULL, message_id TEXT NOT NULL, note TEXT NOT NULL DEFAULT '')"); err != nil {
 		b.Fatal(err)
 	}
-	db.SQL().SetMaxIdleConns(16)
+	idleConns(db)
 	return db
 }
 

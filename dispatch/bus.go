@@ -19,7 +19,7 @@ type BusConfig struct {
 	// once. Each takes whole partition keys, and delivers the messages of a
 	// key one after another. Delivery waits on commits more than on CPU, so
 	// the default suits the database: the dialect's Writers, 1 on SQLite
-	// (whose writers take turns) and 8 on PostgreSQL and MySQL.
+	// (whose writers take turns) and 4 on PostgreSQL and MySQL.
 	Concurrency int
 	// GroupSize bounds how many messages one transaction delivers; a
 	// worker's share of a batch larger than that takes several, one after

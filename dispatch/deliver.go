@@ -146,8 +146,9 @@ func (r *Router) deliverGroup(ctx context.Context, batch []outbox.Message, idx [
 		}
 		return
 	}
-	// The claim inserts its rows in this order, so that transactions
-	// claiming overlapping rows lock them in the same order.
+	// The claims insert their rows in this order (by handler, then by
+	// message id), so that transactions claiming overlapping rows lock them
+	// in the same order.
 	order := make([]int, len(pairs))
 	for j := range order {
 		order[j] = j
@@ -224,7 +225,7 @@ func (r *Router) deliverGroup(ctx context.Context, batch []outbox.Message, idx [
 		if err := bt.Err(); err != nil {
 			return err
 		}
-		return r.release(ctx, bt, pairs)
+		return r.release(ctx, bt, pairs, order)
 	})
 	if err == nil {
 		return
@@ -288,37 +289,57 @@ func messageContext(ctx context.Context, m *outbox.Message) context.Context {
 	return context.WithValue(ctx, messageKey{}, m)
 }
 
-// claim records the group's inbox rows, in the given order, and marks
-// those this transaction inserted.
+// claim records the group's inbox rows, one statement per handler, in the
+// given order, and marks those this transaction inserted.
 func (r *Router) claim(ctx context.Context, bt *uow.Batch, pairs []inboxPair, order []int) error {
-	if len(pairs) == 0 {
+	now := time.Now()
+	return eachHandler(pairs, order, func(handler string, run []int, ids []string) error {
+		claimed, err := dialect.ClaimInbox(ctx, bt.Conn(), r.d, &r.sql, now, handler, ids)
+		if err != nil {
+			return fmt.Errorf("keel: dispatch: record %d deliveries to %q in the inbox: %w", len(ids), handler, dialect.WrapMissing(r.d, err, r.inbox))
+		}
+		for k, j := range run {
+			pairs[j].claimed = claimed[k]
+		}
 		return nil
-	}
-	hs, ids := make([]string, len(order)), make([]string, len(order))
-	for k, j := range order {
-		hs[k], ids[k] = pairs[j].handler, pairs[j].id
-	}
-	claimed, err := dialect.ClaimInbox(ctx, bt.Conn(), r.d, &r.sql, time.Now(), hs, ids)
-	if err != nil {
-		return fmt.Errorf("keel: dispatch: record %d deliveries in the inbox: %w", len(pairs), dialect.WrapMissing(r.d, err, r.inbox))
-	}
-	for k, j := range order {
-		pairs[j].claimed = claimed[k]
-	}
-	return nil
+	})
 }
 
 // release deletes the inbox rows the group claimed for handlers that did
 // not take effect, so that a redelivery runs them.
-func (r *Router) release(ctx context.Context, bt *uow.Batch, pairs []inboxPair) error {
-	var hs, ids []string
-	for _, p := range pairs {
-		if p.claimed && !p.done {
-			hs, ids = append(hs, p.handler), append(ids, p.id)
+func (r *Router) release(ctx context.Context, bt *uow.Batch, pairs []inboxPair, order []int) error {
+	var undone []int
+	for _, j := range order {
+		if pairs[j].claimed && !pairs[j].done {
+			undone = append(undone, j)
 		}
 	}
-	if err := dialect.ReleaseInbox(ctx, bt.Conn(), r.d, &r.sql, hs, ids); err != nil {
-		return fmt.Errorf("keel: dispatch: forget the inbox rows of %d failed deliveries: %w", len(ids), err)
+	return eachHandler(pairs, undone, func(handler string, _ []int, ids []string) error {
+		if err := dialect.ReleaseInbox(ctx, bt.Conn(), r.d, &r.sql, handler, ids); err != nil {
+			return fmt.Errorf("keel: dispatch: forget the inbox rows of %d failed deliveries to %q: %w", len(ids), handler, err)
+		}
+		return nil
+	})
+}
+
+// eachHandler calls fn for each run of order (pair indexes sorted by
+// handler) that shares a handler, with the run and its message ids.
+func eachHandler(pairs []inboxPair, order []int, fn func(handler string, run []int, ids []string) error) error {
+	for start := 0; start < len(order); {
+		h := pairs[order[start]].handler
+		end := start + 1
+		for end < len(order) && pairs[order[end]].handler == h {
+			end++
+		}
+		run := order[start:end]
+		ids := make([]string, len(run))
+		for k, j := range run {
+			ids[k] = pairs[j].id
+		}
+		if err := fn(h, run, ids); err != nil {
+			return err
+		}
+		start = end
 	}
 	return nil
 }

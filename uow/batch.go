@@ -32,7 +32,9 @@ type Batch struct {
 	save    string // statements of the units' savepoint
 	release string
 	undo    string
-	aborted error // why the transaction can no longer be used
+	next    string // release and save in one call, where the dialect can
+	pending bool   // the savepoint of the last unit that succeeded is still set
+	aborted error  // why the transaction can no longer be used
 	tracked []tracked
 	written []outbox.Message
 	units   int // units that succeeded, committed with the batch
@@ -73,7 +75,7 @@ func (r *Runner) batchOnce(ctx context.Context, fn func(ctx context.Context, b *
 		}
 	}()
 	q := r.d.SQL()
-	b := &Batch{r: r, tx: sqlTx, save: q.Savepoint, release: q.ReleaseSavepoint, undo: q.RollbackToSavepoint}
+	b := &Batch{r: r, tx: sqlTx, save: q.Savepoint, release: q.ReleaseSavepoint, undo: q.RollbackToSavepoint, next: q.NextSavepoint}
 	if err := fn(ctx, b); err != nil {
 		if b.aborted != nil && errors.Is(err, ErrBatchAborted) {
 			return b.aborted
@@ -171,7 +173,11 @@ func (b *Batch) once(ctx context.Context, fn func(ctx context.Context, tx *Tx) e
 		return b.Err()
 	}
 	if u.set {
-		if _, err := b.tx.ExecContext(context.WithoutCancel(ctx), b.release); err != nil {
+		if b.next != "" {
+			// The next unit's savepoint releases this one, in the same
+			// round trip; the commit releases the last.
+			b.pending = true
+		} else if _, err := b.tx.ExecContext(context.WithoutCancel(ctx), b.release); err != nil {
 			b.abort(fmt.Errorf("keel: release the savepoint of a unit of the batch: %w", err))
 			return b.Err()
 		}
@@ -207,10 +213,15 @@ func (u *unit) begin(ctx context.Context) error {
 	if err := u.b.Err(); err != nil {
 		return err
 	}
-	if _, err := u.b.tx.ExecContext(context.WithoutCancel(ctx), u.b.save); err != nil {
+	stmt := u.b.save
+	if u.b.pending {
+		stmt = u.b.next
+	}
+	if _, err := u.b.tx.ExecContext(context.WithoutCancel(ctx), stmt); err != nil {
 		u.b.abort(fmt.Errorf("keel: set the savepoint of a unit of the batch: %w", err))
 		return u.b.Err()
 	}
+	u.b.pending = false
 	u.set = true
 	return nil
 }

@@ -119,21 +119,24 @@ type SQL struct {
 	// InboxPrune deletes at most batch inbox rows older than cutoff.
 	// (cutoff, batch)
 	InboxPrune string
-	// InboxClaim inserts the listed (handler, message id) rows that are not
-	// in the inbox yet and returns the rows it inserted, as (handler,
-	// message_id). A row another transaction inserted and has not committed
-	// is waited for. Dialects whose INSERT cannot return rows leave it
-	// empty and set InboxInsert and InboxPresent instead; ClaimInbox runs
-	// whichever the dialect has. (now, handlers list, ids list)
+	// InboxClaim inserts the inbox rows of one handler and the listed
+	// message ids that are not there yet, and returns the ids it inserted.
+	// A row another transaction inserted and has not committed is waited
+	// for. Dialects whose INSERT cannot return rows leave it empty and set
+	// InboxInsert and InboxPresent instead; ClaimInbox runs whichever the
+	// dialect has. (handler, now, ids list)
 	InboxClaim string
-	// InboxInsert inserts every listed row, failing with an error Classify
-	// reports as KeyConflict when one is already there, which leaves the
-	// transaction usable. (now, handlers list, ids list)
+	// InboxInsert inserts the rows of one handler and every listed message
+	// id, failing with an error Classify reports as KeyConflict when one is
+	// already there, which leaves the transaction usable. (handler, now,
+	// ids list)
 	InboxInsert string
-	// InboxPresent returns the listed rows that are in the inbox, reading
-	// the latest committed rows. (handlers list, ids list)
+	// InboxPresent returns those of the listed message ids that have a row
+	// of the handler in the inbox, reading the latest committed rows.
+	// (handler, ids list)
 	InboxPresent string
-	// InboxRelease deletes the listed inbox rows. (handlers list, ids list)
+	// InboxRelease deletes the rows of one handler and the listed message
+	// ids. (handler, ids list)
 	InboxRelease string
 
 	// Savepoint sets the savepoint of one unit of work inside a batch
@@ -143,6 +146,10 @@ type SQL struct {
 	Savepoint           string
 	ReleaseSavepoint    string
 	RollbackToSavepoint string
+	// NextSavepoint releases the savepoint of the unit that succeeded last
+	// and sets the next unit's, in one round trip; dialects whose drivers
+	// cannot run two statements in one call leave it empty. ()
+	NextSavepoint string
 
 	// MigrationsCreate creates the migrations table. ()
 	MigrationsCreate string
@@ -233,6 +240,7 @@ FROM {p}outbox o WHERE o.id = ?`,
 		Savepoint:           `SAVEPOINT keel_unit`,
 		ReleaseSavepoint:    `RELEASE SAVEPOINT keel_unit`,
 		RollbackToSavepoint: `ROLLBACK TO SAVEPOINT keel_unit`,
+		NextSavepoint:       `RELEASE SAVEPOINT keel_unit; SAVEPOINT keel_unit`,
 
 		MigrationsApplied: `SELECT version FROM {p}migrations`,
 		MigrationsRecord:  `INSERT INTO {p}migrations (version, name, applied_at) VALUES (?, ?, ?)`,

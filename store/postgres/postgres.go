@@ -50,11 +50,10 @@ WHERE o.seq = v.seq AND o.state = 0`
 	// The rows are inserted in the order given; callers sort them, so that
 	// two transactions claiming overlapping rows wait rather than deadlock.
 	q.InboxClaim = `INSERT INTO {p}inbox (handler, message_id, processed_at)
-SELECT v.h, v.m, ? FROM unnest(?::text[], ?::text[]) AS v(h, m)
+SELECT ?::text, m, ?::timestamptz FROM unnest(?::text[]) AS m
 ON CONFLICT (handler, message_id) DO NOTHING
-RETURNING handler, message_id`
-	q.InboxRelease = `DELETE FROM {p}inbox AS i USING unnest(?::text[], ?::text[]) AS v(h, m)
-WHERE i.handler = v.h AND i.message_id = v.m`
+RETURNING message_id`
+	q.InboxRelease = `DELETE FROM {p}inbox WHERE handler = ?::text AND message_id = ANY(?::text[])`
 	q.MigrationsCreate = `CREATE TABLE IF NOT EXISTS {p}migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)`
 	q.MigrationsLiteral = `INSERT INTO {p}migrations (version, name, applied_at) VALUES (%d, %s, now());`
 	// Relays moving due messages at once each take rows the others have not
@@ -154,10 +153,10 @@ func (pg) ForUpdate() string { return " FOR UPDATE" }
 // 65,535 parameters.
 func (pg) MaxInsertRows() int { return 1000 }
 
-// Writers is 8: PostgreSQL flushes the commits of concurrent transactions
-// together, so a few writers keep the log busy while each waits for its
-// flush.
-func (pg) Writers() int { return 8 }
+// Writers is 4: PostgreSQL flushes the commits of concurrent transactions
+// together, so a few writers overlap their round trips and flushes, and
+// four stay within the smallest connection pools (pgxpool's default).
+func (pg) Writers() int { return 4 }
 
 // WithNotify wraps the outbox INSERT so that the same statement queues a
 // notification, which PostgreSQL delivers at commit and drops on rollback.

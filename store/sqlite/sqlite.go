@@ -58,14 +58,13 @@ FROM (SELECT json_extract(value, '$[0]') AS seq, json_extract(value, '$[1]') AS 
              json_extract(value, '$[2]') AS next_at, json_extract(value, '$[3]') AS err
       FROM json_each(?)) AS v
 WHERE o.seq = v.seq AND o.state = 0`
-	// The two lists travel as JSON arrays, paired by position. "WHERE
-	// true" tells SQLite's parser that ON CONFLICT begins the upsert clause.
-	const pairs = `json_each(?) AS h JOIN json_each(?) AS m ON m.key = h.key`
+	// "WHERE true" tells SQLite's parser that ON CONFLICT begins the upsert
+	// clause.
 	q.InboxClaim = `INSERT INTO {p}inbox (handler, message_id, processed_at)
-SELECT h.value, m.value, ? FROM ` + pairs + ` WHERE true
+SELECT ?, value, ? FROM json_each(?) WHERE true
 ON CONFLICT (handler, message_id) DO NOTHING
-RETURNING handler, message_id`
-	q.InboxRelease = `DELETE FROM {p}inbox WHERE (handler, message_id) IN (SELECT h.value, m.value FROM ` + pairs + `)`
+RETURNING message_id`
+	q.InboxRelease = `DELETE FROM {p}inbox WHERE handler = ? AND message_id IN (SELECT value FROM json_each(?))`
 	q.MigrationsCreate = `CREATE TABLE IF NOT EXISTS {p}migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`
 	q.MigrationsLiteral = `INSERT INTO {p}migrations (version, name, applied_at) VALUES (%d, %s, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER));`
 	return q
