@@ -198,7 +198,7 @@ func TestRelayNotifyWakesIdleRelay(t *testing.T) {
 		}
 		runRelay(t, r)
 		testdb.Eventually(t, 5*time.Second, "the waiting message to be delivered", func() bool { return rec.count() == 1 })
-		time.Sleep(100 * time.Millisecond) // let the polls of the start pass
+		time.Sleep(500 * time.Millisecond) // let the polls of the start pass, on a loaded machine too
 		// Written in a transaction of the test's own: nothing wakes the relay.
 		tx, err := db.SQL().BeginTx(ctx, nil)
 		if err != nil {

@@ -35,10 +35,13 @@ type daemon struct {
 }
 
 // startDaemon starts "keel relay" publishing to the kfake broker at broker.
-func startDaemon(t *testing.T, dsn, broker, id string) *daemon {
+// A short lease lets the next daemon take over soon after a SIGKILL; a
+// long one gives a batch in flight at a SIGTERM time to finish (its
+// publish timeout is a third of it) on a loaded machine.
+func startDaemon(t *testing.T, dsn, broker, id string, lease time.Duration) *daemon {
 	t.Helper()
 	cmd := keelCmd(context.Background(), "relay", "--dsn", dsn, "--brokers", broker, "--topic", "events",
-		"--http", "127.0.0.1:0", "--id", id, "--lease", "3s", "--batch-size", "500")
+		"--http", "127.0.0.1:0", "--id", id, "--lease", lease.String(), "--batch-size", "500")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +248,11 @@ func TestRelayDaemon(t *testing.T) {
 					t.Fatal(err)
 				}
 
-				first := startDaemon(t, db.dsn, broker, "first")
+				lease := 15 * time.Second
+				if sig == syscall.SIGKILL {
+					lease = 3 * time.Second
+				}
+				first := startDaemon(t, db.dsn, broker, "first", lease)
 				addr := first.metricsAddr()
 				before := waitDelivered(t, addr, 1)
 				after := waitDelivered(t, addr, 10000)
@@ -286,7 +293,7 @@ func TestRelayDaemon(t *testing.T) {
 				}
 				t.Logf("%v with %d of %d rows left; %d leases held after", sig, left, daemonRows, held)
 
-				second := startDaemon(t, db.dsn, broker, "second")
+				second := startDaemon(t, db.dsn, broker, "second", lease)
 				second.metricsAddr()
 				testdb.Eventually(t, 90*time.Second, "the second relay to finish the drain", func() bool { return pending(t, ob) == 0 })
 				if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
