@@ -34,9 +34,9 @@ type Tracker interface {
 // Get reads as GetForUpdate does.
 //
 // The unit of work's transaction is one: by default it asks for the lock
-// only when an earlier attempt of the same unit lost a version conflict on
-// that aggregate, so the retry waits for the row instead of conflicting
-// again (see uow.Contention).
+// on an aggregate that lost a version conflict in an earlier attempt of the
+// same unit, so the retry waits for the row instead of conflicting again,
+// or recently in another unit of its Runner (see uow.Contention).
 type LockAdvisor interface {
 	ShouldLock(aggregateType, id string) bool
 }
