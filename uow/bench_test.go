@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -91,6 +93,19 @@ func BenchmarkHotAggregate(b *testing.B) {
 	for _, setup := range testdb.Setups {
 		b.Run(setup.Name, func(b *testing.B) {
 			db := testdb.Open(b, setup)
+			if setup.Driver == "pgx" {
+				// pgxpool keeps at most four connections unless told
+				// otherwise; give it one per writer, as the other drivers
+				// have.
+				u, err := url.Parse(db.DSN)
+				if err != nil {
+					b.Fatal(err)
+				}
+				q := u.Query()
+				q.Set("pool_max_conns", strconv.Itoa(hotWriters))
+				u.RawQuery = q.Encode()
+				db = testdb.Reopen(b, setup, u.String())
+			}
 			warmPool(b, db.SQL(), hotWriters)
 			def := bundleFor(b, db)
 			never := bundleWith(b, db, uow.Config{Contention: uow.NeverLock})
@@ -145,6 +160,7 @@ func BenchmarkHotAggregate(b *testing.B) {
 // warmPool opens n connections at once and keeps them idle in db's pool,
 // so that the first sub-benchmark does not pay for opening them.
 func warmPool(b *testing.B, db *sql.DB, n int) {
+	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
 	conns := make([]*sql.Conn, n)
 	for i := range conns {
