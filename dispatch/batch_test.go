@@ -438,3 +438,115 @@ func TestGroupAbortedFallsBack(t *testing.T) {
 		}
 	})
 }
+
+// TestHandleBatch: a batch handler gets the messages of a group in one
+// call, in batch order, writes their effects in one statement, and on
+// redelivery gets only those it has not taken effect for. When it fails,
+// every message it was given fails for it, the first of each key with its
+// error and the rest held back, while a handler of single messages still
+// takes effect on the first of each key.
+func TestHandleBatch(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db testdb.DB) {
+		t.Parallel()
+		b := setup(t, db)
+		var failing atomic.Bool
+		var mu sync.Mutex
+		var calls [][]string // the orders of each call of the batch handler
+		dispatch.HandleBatch(b.router, "bulk", func(ctx context.Context, tx *uow.Tx, es []OrderPaid) error {
+			msgs := dispatch.MessagesFrom(ctx)
+			if len(msgs) != len(es) {
+				return fmt.Errorf("%d messages for %d events", len(msgs), len(es))
+			}
+			orders := make([]string, len(es))
+			args := make([]any, 0, 3*len(es))
+			for i, e := range es {
+				orders[i] = e.Order
+				args = append(args, "bulk", msgs[i].ID, e.Order)
+			}
+			mu.Lock()
+			calls = append(calls, orders)
+			mu.Unlock()
+			insert := "INSERT INTO effects (handler, message_id, note) VALUES " + strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", len(es)), ", ")
+			if _, err := tx.ExecContext(ctx, tx.Store().Dialect().Rebind(insert), args...); err != nil {
+				return err
+			}
+			if failing.Load() {
+				return errFlaky // after the insert: the savepoint must undo it
+			}
+			return nil
+		})
+		dispatch.Handle(b.router, "record", func(ctx context.Context, tx *uow.Tx, e OrderPaid) error {
+			return b.effect(ctx, tx, "record", e.Order)
+		})
+		ctx := context.Background()
+		lastCall := func() []string {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(calls) == 0 {
+				return nil
+			}
+			return calls[len(calls)-1]
+		}
+
+		first := []outbox.Message{paid(t, "A1", "A"), paid(t, "B1", "B"), paid(t, "A2", "A")}
+		if err := b.router.DeliverBatch(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{"A1", "B1", "A2"}, lastCall()); diff != "" {
+			t.Errorf("first call (-want +got):\n%s", diff)
+		}
+
+		// A redelivery with new messages: only the new ones reach it.
+		second := append(first, paid(t, "C1", "C"), paid(t, "A3", "A"))
+		if err := b.router.DeliverBatch(ctx, second); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{"C1", "A3"}, lastCall()); diff != "" {
+			t.Errorf("call on redelivery (-want +got):\n%s", diff)
+		}
+
+		// A failure fails all of its messages for it.
+		failing.Store(true)
+		third := []outbox.Message{paid(t, "D1", "D"), paid(t, "E1", "E"), paid(t, "D2", "D")}
+		err := b.router.DeliverBatch(ctx, third)
+		var be *outbox.BatchError
+		if !errors.As(err, &be) {
+			t.Fatalf("got %v, want an *outbox.BatchError", err)
+		}
+		type entry struct {
+			Flaky, HeldBack bool
+			Bulk, Record    int
+		}
+		var got []entry
+		for i, m := range third {
+			got = append(got, entry{errors.Is(be.Errs[i], errFlaky), errors.Is(be.Errs[i], outbox.ErrHeldBack), b.effects(t, "bulk", m.ID), b.effects(t, "record", m.ID)})
+		}
+		want := []entry{{Flaky: true, Record: 1}, {Flaky: true, Record: 1}, {HeldBack: true}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("after a failing batch handler (-want +got):\n%s", diff)
+		}
+		failing.Store(false)
+		if err := b.router.DeliverBatch(ctx, third); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{"D1", "E1", "D2"}, lastCall()); diff != "" {
+			t.Errorf("call after the failure (-want +got):\n%s", diff)
+		}
+
+		// A message delivered alone reaches it in a slice of one.
+		alone := paid(t, "F1", "F")
+		if err := b.router.Deliver(ctx, alone); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{"F1"}, lastCall()); diff != "" {
+			t.Errorf("call for a single message (-want +got):\n%s", diff)
+		}
+		for _, m := range append(append(second, third...), alone) {
+			for _, h := range []string{"bulk", "record"} {
+				if n := b.effects(t, h, m.ID); n != 1 {
+					t.Errorf("%s on %s: effects = %d, want 1", h, m.ID, n)
+				}
+			}
+		}
+	})
+}

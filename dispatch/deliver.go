@@ -104,8 +104,9 @@ type delivery struct {
 // inboxPair is one (handler, message) row of a group's inbox claim.
 type inboxPair struct {
 	handler, id string
-	claimed     bool // this transaction inserted the row
-	done        bool // the handler took effect in this transaction
+	claimed     bool  // this transaction inserted the row
+	done        bool  // the handler took effect in this transaction
+	err         error // why a batch handler failed on the message
 }
 
 // deliverGroup delivers the messages batch[i], i in idx (in batch order),
@@ -167,9 +168,12 @@ func (r *Router) deliverGroup(ctx context.Context, batch []outbox.Message, idx [
 			errs[d.i] = nil
 		}
 		for j := range pairs {
-			pairs[j].claimed, pairs[j].done = false, false
+			pairs[j].claimed, pairs[j].done, pairs[j].err = false, false, nil
 		}
 		if err := r.claim(ctx, bt, pairs, order); err != nil {
+			return err
+		}
+		if err := r.runBatchHandlers(ctx, bt, ds, pairs); err != nil {
 			return err
 		}
 		var hold outbox.HoldBack
@@ -197,6 +201,13 @@ func (r *Router) deliverGroup(ctx context.Context, batch []outbox.Message, idx [
 				p := &pairs[d.pairs[j]]
 				if !p.claimed {
 					r.cfg.Logger.DebugContext(d.ctx, "keel: handler already took effect; skipped", "handler", h.name, "event", d.m.Name, "message_id", d.m.ID)
+					continue
+				}
+				if h.batch != nil {
+					// It ran before the loop, on the whole group.
+					if p.err != nil {
+						failed = append(failed, &uow.HandlerError{Handler: h.name, Event: d.m.Name, MessageID: d.m.ID, Err: p.err})
+					}
 					continue
 				}
 				ev := d.first

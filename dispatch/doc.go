@@ -96,6 +96,11 @@
 // as a whole (a lost connection, say), the group's messages are delivered
 // again one by one, each handler in a transaction of its own.
 //
+// A handler that would rather write the effects of many messages in one
+// statement registers with HandleBatch: it gets the events of a group at
+// once, func(ctx, tx, []E) error, in one unit of work, with MessagesFrom
+// for their messages. Its inbox rows are still one per message.
+//
 // Only effects made through tx are covered. A handler that calls an outside
 // service should pass the message id along as an idempotency key, or record
 // the call as an outbox message through tx.Enqueue and leave the sending to

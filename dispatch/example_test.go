@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, "sqlite"
@@ -324,4 +325,50 @@ func ExampleRouter_Deliver_notMigrated() {
 	// Output:
 	// not migrated: true
 	// after Migrate: <nil> <nil>
+}
+
+// A batch handler takes the messages a transaction delivers at once, here
+// to write one row per order in a single statement.
+func ExampleHandleBatch() {
+	ctx := context.Background()
+	st, cleanup := exampleStore()
+	defer cleanup()
+	_, router := exampleRouter(st)
+	if _, err := st.DB().Exec("CREATE TABLE revenue (order_id TEXT PRIMARY KEY, amount INTEGER NOT NULL)"); err != nil {
+		log.Fatal(err)
+	}
+
+	dispatch.HandleBatch(router, "reports.revenue", func(ctx context.Context, tx *uow.Tx, es []OrderPaid) error {
+		fmt.Println("revenue of", len(es), "orders")
+		query := "INSERT INTO revenue (order_id, amount) VALUES " + strings.TrimSuffix(strings.Repeat("(?, ?), ", len(es)), ", ")
+		args := make([]any, 0, 2*len(es))
+		for _, e := range es {
+			args = append(args, e.Order, e.Amount)
+		}
+		_, err := tx.ExecContext(ctx, tx.Store().Dialect().Rebind(query), args...)
+		return err
+	})
+
+	var batch []outbox.Message
+	for i, amount := range []int{2500, 1200, 800} {
+		batch = append(batch, outbox.Message{
+			ID:      fmt.Sprint("msg-", i),
+			Name:    "order.paid",
+			Key:     fmt.Sprint("o-", i),
+			Payload: fmt.Appendf(nil, `{"order":"o-%d","amount":%d}`, i, amount),
+		})
+	}
+	fmt.Println(router.DeliverBatch(ctx, batch))
+	fmt.Println(router.DeliverBatch(ctx, batch)) // a redelivery: nothing left to do
+
+	var total int
+	if err := st.DB().QueryRow("SELECT SUM(amount) FROM revenue").Scan(&total); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("total", total)
+	// Output:
+	// revenue of 3 orders
+	// <nil>
+	// <nil>
+	// total 4500
 }

@@ -69,6 +69,7 @@ type handler struct {
 	name  string
 	event string
 	fn    func(ctx context.Context, tx *uow.Tx, e aggregate.Event) error
+	batch func(ctx context.Context, tx *uow.Tx, evs []aggregate.Event) error // nil unless registered with HandleBatch
 	tel   handlerMetrics
 }
 
@@ -135,13 +136,34 @@ func Handle[E aggregate.Event](r *Router, name string, fn func(ctx context.Conte
 	if fn == nil {
 		panic(fmt.Sprintf("keel: dispatch.Handle: nil function for handler %q", name))
 	}
+	event, want := eventName[E](name), reflect.TypeFor[E]()
+	register[E](r, name, event, func(ctx context.Context, tx *uow.Tx, ev aggregate.Event) error {
+		e, ok := ev.(E)
+		if !ok {
+			return wrongType(name, event, want, ev)
+		}
+		return fn(ctx, tx, e)
+	}, nil)
+}
+
+// wrongType is the error of a handler given an event of another type than
+// it takes. Handle checked the Registry, which never maps a name to a
+// second type; only an event type whose EventName changes can get here
+// (TestRegistryChangedAfterHandle), and no retry helps.
+func wrongType(name, event string, want reflect.Type, ev aggregate.Event) error {
+	return fmt.Errorf("keel: handler %q takes %s but the registry decoded %q as %T (%w)", name, want, event, ev, outbox.ErrPermanent)
+}
+
+// register checks a handler of E, whose event name is event, and adds it
+// to r: fn runs it on one message, batch (nil for a handler of one message)
+// on many.
+func register[E aggregate.Event](r *Router, name, event string, fn func(ctx context.Context, tx *uow.Tx, ev aggregate.Event) error, batch func(ctx context.Context, tx *uow.Tx, evs []aggregate.Event) error) {
 	if strings.TrimSpace(name) == "" {
 		panic("keel: dispatch.Handle: empty handler name; names key the inbox, so give each handler a stable one such as \"billing.send-receipt\"")
 	}
 	if err := dialect.CheckText("dispatch.Handle: handler name", name, dialect.MaxIDBytes); err != nil {
 		panic(fmt.Sprintf("keel: %v", err))
 	}
-	event := eventName[E](name)
 	want := reflect.TypeFor[E]()
 	if got, ok := r.reg.Type(event); !ok {
 		var zero E
@@ -158,21 +180,7 @@ func Handle[E aggregate.Event](r *Router, name string, fn func(ctx context.Conte
 		panic(fmt.Sprintf("keel: dispatch.Handle: handler name %q is already registered (for %s); names key the inbox, so each handler needs its own", name, prev))
 	}
 	r.names[name] = event
-	r.handlers[event] = append(r.handlers[event], &handler{
-		name:  name,
-		event: event,
-		fn: func(ctx context.Context, tx *uow.Tx, ev aggregate.Event) error {
-			e, ok := ev.(E)
-			if !ok {
-				// Handle checked the Registry, which never maps a name to a
-				// second type; only an event type whose EventName changes
-				// can get here (TestRegistryChangedAfterHandle), and no
-				// retry helps.
-				return fmt.Errorf("keel: handler %q takes %s but the registry decoded %q as %T (%w)", name, want, event, ev, outbox.ErrPermanent)
-			}
-			return fn(ctx, tx, e)
-		},
-	})
+	r.handlers[event] = append(r.handlers[event], &handler{name: name, event: event, fn: fn, batch: batch})
 }
 
 // eventName is aggregate.NameOf with the mistakes a generic call can make
