@@ -33,6 +33,15 @@ type Handler interface {
 	Deliver(ctx context.Context, m outbox.Message) error
 }
 
+// BatchHandler is a Handler that can also take many messages at once.
+// dispatch.Router satisfies it. DeliverBatch returns nil when every message
+// took effect, and otherwise an *outbox.BatchError with one entry per
+// message; it must deduplicate as Deliver does.
+type BatchHandler interface {
+	Handler
+	DeliverBatch(ctx context.Context, msgs []outbox.Message) error
+}
+
 // HandlerFunc adapts a function to the Handler interface.
 type HandlerFunc func(ctx context.Context, m outbox.Message) error
 
@@ -92,7 +101,9 @@ func NewConsumer(cfg ConsumerConfig, h Handler) (*Consumer, error) {
 		// Partitions added to a topic are otherwise read only after the
 		// next rebalance, which a stable group may not have for weeks.
 		WatchPartitionChanges: true,
-		ErrorLogger:           kafkago.LoggerFunc(func(msg string, args ...any) { c.log.Warn("keel: kafka reader: " + fmt.Sprintf(msg, args...)) }),
+		// The reader's queue holds the records a batch can take at once.
+		QueueCapacity: max(100, cfg.BatchSize),
+		ErrorLogger:   kafkago.LoggerFunc(func(msg string, args ...any) { c.log.Warn("keel: kafka reader: " + fmt.Sprintf(msg, args...)) }),
 	})
 	rt := cfg.Transport
 	if rt == nil {
@@ -161,7 +172,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		failures = 0
-		if err := c.handle(ctx, &km); err != nil {
+		bh, ok := c.h.(BatchHandler)
+		if !ok || c.cfg.BatchSize <= 1 {
+			if err := c.handle(ctx, &km); err != nil {
+				return nil // ctx done or closed
+			}
+			continue
+		}
+		if err := c.handleBatch(ctx, bh, c.fetchMore(ctx, km)); err != nil {
 			return nil // ctx done or closed
 		}
 	}
@@ -207,6 +225,66 @@ func (c *Consumer) handle(ctx context.Context, km *kafkago.Message) (err error) 
 		// message again, and the inbox makes that harmless.
 		c.log.Warn("keel: kafka offset commit failed; the message may be delivered again", "id", m.ID,
 			"topic", km.Topic, "partition", km.Partition, "offset", km.Offset, "err", err)
+	}
+	return nil
+}
+
+// batchWait is how long fetchMore waits for one more record: records the
+// reader already holds come at once, and a batch never waits for records
+// still to be produced.
+const batchWait = time.Millisecond
+
+// fetchMore returns first and the records fetched after it without
+// waiting, up to BatchSize in all.
+func (c *Consumer) fetchMore(ctx context.Context, first kafkago.Message) []kafkago.Message {
+	batch := []kafkago.Message{first}
+	for len(batch) < c.cfg.BatchSize {
+		fctx, cancel := context.WithTimeout(ctx, batchWait)
+		km, err := c.r.FetchMessage(fctx)
+		cancel()
+		if err != nil {
+			break // none ready; a lasting error shows at the next fetch
+		}
+		batch = append(batch, km)
+	}
+	return batch
+}
+
+// handleBatch delivers records in one call of DeliverBatch, then each one
+// that failed there again alone through handle, in offset order, and
+// commits the offsets. It returns an error only when ctx ended first.
+func (c *Consumer) handleBatch(ctx context.Context, bh BatchHandler, batch []kafkago.Message) error {
+	msgs := make([]outbox.Message, len(batch))
+	for i := range batch {
+		msgs[i] = FromRecord(batch[i])
+	}
+	err := bh.DeliverBatch(ctx, msgs)
+	var be *outbox.BatchError
+	if err != nil && (!errors.As(err, &be) || len(be.Errs) != len(batch)) {
+		be = &outbox.BatchError{Errs: make([]error, len(batch))}
+		for i := range be.Errs {
+			be.Errs[i] = err
+		}
+	}
+	for i := range batch {
+		if be == nil || be.Errs[i] == nil {
+			continue
+		}
+		// Failed, or held back behind a failure of its key: it goes alone,
+		// with its retries and dead-lettering, before the offsets after it
+		// are committed.
+		if err := c.handle(ctx, &batch[i]); err != nil {
+			return err
+		}
+	}
+	if err := c.r.CommitMessages(ctx, batch...); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if c.closed.Load() {
+			return err
+		}
+		c.log.Warn("keel: kafka offset commit failed; the batch may be delivered again", "records", len(batch), "err", err)
 	}
 	return nil
 }

@@ -42,6 +42,15 @@ type ConsumerConfig struct {
 	// dead-lettered after the first attempt. If zero, DefaultMaxAttempts (5);
 	// one means no retry.
 	MaxAttempts int
+	// BatchSize is how many records, at most, the Consumer hands over at
+	// once to a Handler that has a DeliverBatch method (a dispatch.Router
+	// does): the records already fetched, up to BatchSize, are delivered in
+	// one transaction with their inbox rows, and their offsets are
+	// committed after it. A record that fails in the batch goes again alone,
+	// with MaxAttempts further attempts and dead-lettering, before the
+	// offsets are committed. If zero or one, records are handed over one at
+	// a time, each through Deliver.
+	BatchSize int
 	// RetryBackoff is the delay after a message's first failed attempt; it
 	// doubles with each further failure, with jitter, up to MaxRetryBackoff.
 	// A partition's later messages wait meanwhile, so keep the total short
@@ -171,6 +180,9 @@ func (cfg ConsumerConfig) withDefaults() (ConsumerConfig, error) {
 		return cfg, dialect.Invalid("ConsumerConfig.MaxAttempts %d is negative; leave it 0 for %d", cfg.MaxAttempts, DefaultMaxAttempts)
 	case cfg.MaxAttempts == 0:
 		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.BatchSize < 0 {
+		return cfg, dialect.Invalid("ConsumerConfig.BatchSize %d is negative; leave it 0 to hand records over one at a time", cfg.BatchSize)
 	}
 	if cfg.RetryBackoff < 0 || cfg.MaxRetryBackoff < 0 {
 		return cfg, dialect.Invalid("ConsumerConfig.RetryBackoff %v and MaxRetryBackoff %v must not be negative; leave them 0 for %v and %v",
