@@ -550,3 +550,24 @@ func TestHandleBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestGroupSameMessageTwice: a message that appears twice in one batch (a
+// producer that sent it twice) takes effect once, and neither copy fails.
+func TestGroupSameMessageTwice(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db testdb.DB) {
+		t.Parallel()
+		b := setup(t, db)
+		dispatch.Handle(b.router, "record", func(ctx context.Context, tx *uow.Tx, e OrderPaid) error {
+			return b.effect(ctx, tx, "record", e.Order)
+		})
+		m, other := paid(t, "A1", "A"), paid(t, "B1", "B")
+		if err := b.router.DeliverBatch(context.Background(), []outbox.Message{m, other, m}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{m.ID, other.ID} {
+			if n := b.effects(t, "record", id); n != 1 {
+				t.Errorf("effects of %s = %d, want 1", id, n)
+			}
+		}
+	})
+}

@@ -21,20 +21,28 @@ const maxInboxRounds = 16
 
 // ClaimInbox records in the inbox that handler takes each of ids, in one
 // statement where the dialect can, for every id whose row is not there
-// yet, and reports which rows it inserted: claimed[i] for ids[i]. q holds
-// the rendered statements of d. A row it did not insert took effect on an
-// earlier delivery. Rows other transactions are inserting are waited for.
-// Pass ids sorted, so that transactions claiming overlapping rows lock them
-// in the same order.
+// yet, and reports which rows it inserted: claimed[i] for ids[i], true for
+// only the first position of an id listed twice. q holds the rendered
+// statements of d. A row it did not insert took effect on an earlier
+// delivery. Rows other transactions are inserting are waited for. Pass ids
+// sorted, so that transactions claiming overlapping rows lock them in the
+// same order.
 func ClaimInbox(ctx context.Context, tx Querier, d Dialect, q *SQL, now time.Time, handler string, ids []string) ([]bool, error) {
 	claimed := make([]bool, len(ids))
 	if len(ids) == 0 {
 		return claimed, nil
 	}
+	// An id listed twice (a message a producer sent twice, in one batch)
+	// is claimed once, for its first position.
 	pos := make(map[string]int, len(ids))
+	unique := ids[:0:0]
 	for i, id := range ids {
-		pos[id] = i
+		if _, ok := pos[id]; !ok {
+			pos[id] = i
+			unique = append(unique, id)
+		}
 	}
+	ids = unique
 	if q.InboxClaim != "" {
 		rows, err := tx.QueryContext(ctx, q.InboxClaim, handler, d.Time(now), d.Strings(ids))
 		if err != nil {
