@@ -213,3 +213,7 @@ func (r *Router) Handlers(event string) []string {
 	}
 	return names
 }
+
+// Runner returns the unit-of-work runner the Router runs its handlers
+// through, and so its store and outbox.
+func (r *Router) Runner() *uow.Runner { return r.runner }

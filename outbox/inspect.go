@@ -66,7 +66,14 @@ type Record struct {
 // its state. It returns an error wrapping ErrUnknownMessage when there is
 // none.
 func (o *Outbox) Lookup(ctx context.Context, id string) (Record, error) {
-	rows, err := o.db.QueryContext(ctx, o.q.Lookup, id)
+	return o.lookup(ctx, o.db, id)
+}
+
+// lookup is Lookup through q.
+func (o *Outbox) lookup(ctx context.Context, q interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}, id string) (Record, error) {
+	rows, err := q.QueryContext(ctx, o.q.Lookup, id)
 	if err != nil {
 		return Record{}, o.wrap("look up message", err, o.table)
 	}

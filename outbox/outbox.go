@@ -140,10 +140,13 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) erro
 	}
 	// Messages for later go to the scheduled table, the others to the
 	// outbox; each keeps its order among its own.
+	// The store's clock decides what is scheduled, as it decides when the
+	// relays move it (Options.Now).
+	clock := o.st.Now()
 	var later []Message
 	var soon []Message
 	for _, m := range msgs {
-		if m.NotBefore.After(now) {
+		if m.NotBefore.After(clock) {
 			later = append(later, m)
 		} else {
 			soon = append(soon, m)

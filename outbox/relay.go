@@ -255,7 +255,7 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer r.leases.leave()
-	if err := r.ob.moveAllDue(ctx, time.Now()); err != nil {
+	if err := r.ob.moveAllDue(ctx, r.ob.st.Now()); err != nil {
 		return 0, err
 	}
 	return r.drainLoop(ctx)

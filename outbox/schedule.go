@@ -38,9 +38,17 @@ func (o *Outbox) CancelTx(ctx context.Context, tx Execer, id string) error {
 	if n == 1 {
 		return nil
 	}
-	// Not scheduled: say where it is, read outside tx, which may not allow
-	// queries.
-	r, err := o.Lookup(ctx, id)
+	// Not scheduled: say where it is. Read through tx when it can query
+	// (a *sql.Tx or *uow.Tx), so that a caller holding the last connection
+	// of a bounded pool does not wait for another; else outside it.
+	var r Record
+	if q, ok := tx.(interface {
+		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	}); ok {
+		r, err = o.lookup(ctx, q, id)
+	} else {
+		r, err = o.Lookup(ctx, id)
+	}
 	switch {
 	case errors.Is(err, ErrUnknownMessage):
 		return fmt.Errorf("%w: id %s: never scheduled, already cancelled, or delivered and deleted", ErrNotScheduled, dialect.Quote(id))
@@ -179,7 +187,7 @@ func (r *Relay) moveDue(ctx context.Context) (time.Duration, error) {
 		if err != nil {
 			return 0, err
 		}
-		now := time.Now()
+		now := r.ob.st.Now()
 		switch {
 		case !ok:
 			return r.cfg.MaxPollInterval, nil

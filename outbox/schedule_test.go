@@ -13,6 +13,7 @@ import (
 
 	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
+	"github.com/keel-go/keel/store"
 )
 
 // timed records when each message was published.
@@ -274,6 +275,47 @@ func TestScheduledRollsBack(t *testing.T) {
 		// The same id again is a duplicate, as in the outbox.
 		if err := ob.Enqueue(ctx, m); !errors.Is(err, outbox.ErrInvalidMessage) {
 			t.Errorf("scheduling an id twice: %v, want ErrInvalidMessage", err)
+		}
+	})
+}
+
+// TestCancelFallenDueOnOneConnection cancels, in a transaction holding
+// the pool's only connection, a message that already fell due: CancelTx
+// says where it is by reading through that transaction, not by waiting
+// for a second connection. The store's clock makes it fall due at once.
+func TestCancelFallenDueOnOneConnection(t *testing.T) {
+	testdb.EachSetup(t, func(t *testing.T, s testdb.Setup) {
+		ctx := t.Context()
+		var mu sync.Mutex
+		now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		db := testdb.Open(t, s, store.Options{Logger: testdb.Logger(), Now: clock})
+		ob := newOutbox(t, db.Store)
+		m := msg("due", "a")
+		m.NotBefore = now.Add(time.Hour)
+		if err := ob.Enqueue(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := ob.Stats(ctx); err != nil || st.Scheduled != 1 {
+			t.Fatalf("Stats = %+v, %v; want the message scheduled by the store's clock", st, err)
+		}
+		mu.Lock()
+		now = now.Add(time.Hour)
+		mu.Unlock()
+		if _, err := newRelay(t, db.Store, &recorder{fail: func(outbox.Message) error { return errors.New("down") }}, outbox.RelayConfig{}).Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		db.SQL().SetMaxOpenConns(1)
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		tx, err := db.SQL().BeginTx(tctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		err = ob.CancelTx(tctx, tx, "due")
+		if !errors.Is(err, outbox.ErrNotScheduled) || !strings.Contains(err.Error(), "pending") {
+			t.Fatalf("CancelTx = %v; want ErrNotScheduled saying the message is pending", err)
 		}
 	})
 }

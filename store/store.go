@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"log/slog"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -55,6 +56,13 @@ type Options struct {
 	// If nil, OpenTelemetry's global provider is used, which records
 	// nothing until the application installs an SDK.
 	MeterProvider metric.MeterProvider
+
+	// Now is the clock that decides when scheduled messages fall due
+	// (outbox.Message.NotBefore): whether an enqueued message is scheduled
+	// or delivered at once, and when relays move it into the outbox. Tests
+	// of timers set a clock they advance, then call Store.Notify to wake
+	// the relays, instead of sleeping. If nil, time.Now is used.
+	Now func() time.Time
 }
 
 // Store is keel's side of one database: the handle, its dialect, and the
@@ -92,6 +100,9 @@ func Open(db *sql.DB, d Dialect, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	return &Store{db: db, d: d, prefix: prefix, opts: opts, subs: map[chan struct{}]struct{}{}}, nil
 }
 
@@ -110,6 +121,9 @@ func (s *Store) Table(name string) string { return s.prefix + name }
 
 // Options returns the options the Store was opened with, defaults filled in.
 func (s *Store) Options() Options { return s.opts }
+
+// Now returns the current time by the Store's clock (Options.Now).
+func (s *Store) Now() time.Time { return s.opts.Now() }
 
 // Logger returns the Store's default logger.
 func (s *Store) Logger() *slog.Logger { return s.opts.Logger }

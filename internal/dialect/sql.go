@@ -110,6 +110,14 @@ type SQL struct {
 	// StatsScheduled counts scheduled messages. ()
 	StatsScheduled string
 
+	// AggregatesOfType lists up to limit stored aggregates of one type
+	// whose id is above after, in id order, as (aggregate_id, version,
+	// state, updated_at). (type, after id, limit)
+	AggregatesOfType string
+	// AggregateTypesLike lists the distinct aggregate types matching a
+	// LIKE pattern, in order. (pattern)
+	AggregateTypesLike string
+
 	// IdemSelect reads an idempotency key's stored result. (key)
 	IdemSelect string
 	// IdemResult stores a result with its key. (result, key)
@@ -229,6 +237,10 @@ FROM {p}outbox o WHERE o.id = ?`,
 		CancelScheduled: `DELETE FROM {p}scheduled WHERE id = ?`,
 		NextDue:         `SELECT MIN(due_at) FROM {p}scheduled`,
 		StatsScheduled:  `SELECT COUNT(*) FROM {p}scheduled`,
+
+		AggregatesOfType: `SELECT aggregate_id, version, state, updated_at FROM {p}aggregates
+WHERE aggregate_type = ? AND aggregate_id > ? ORDER BY aggregate_id LIMIT ?`,
+		AggregateTypesLike: `SELECT DISTINCT aggregate_type FROM {p}aggregates WHERE aggregate_type LIKE ? ORDER BY aggregate_type`,
 
 		IdemSelect: `SELECT result FROM {p}idempotency WHERE key = ?`,
 		IdemResult: `UPDATE {p}idempotency SET result = ? WHERE key = ?`,
