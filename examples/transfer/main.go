@@ -13,13 +13,19 @@
 //
 // (b) Eventual consistency. Every unit changes one account; its runner
 // refuses units that change more. The payer's unit debits the payer and
-// records account.transfer_sent. An asynchronous handler, reached through the
-// outbox, a relay and the inbox, credits the payee. When the payee cannot
-// take the money (the account is closed), the payee records
-// account.credit_refused and a second handler refunds the payer: the
-// compensating action. Between the debit and the credit the money is in
-// transit, but never lost: the event that carries it committed with the
-// debit, and the relay delivers it until a handler has taken effect.
+// records account.transfer_sent. A transfer process (package
+// dispatch/process), keyed by the transfer id, takes it from there: it
+// records the debit as a step whose undo is a refund, asks the payee's
+// account for the credit, and sets a timer. The payee's account answers:
+// credited (the process completes) or refused (the process compensates:
+// the payer is refunded). If no answer comes in time, the timer fires and
+// the process asks the payee's account to expire the credit; the account
+// decides once whether the credit was made, so the money is never both
+// credited and refunded. Between the debit and the credit the money is in
+// transit, but never lost: it is in a committed event or in the process.
+//
+// The credit window is two seconds, so the program waits that long for
+// the timer; its test moves the store's clock instead.
 //
 // Run it with:
 //
@@ -36,9 +42,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/keel-go/keel/aggregate"
 	"github.com/keel-go/keel/dispatch"
+	"github.com/keel-go/keel/dispatch/process"
 	"github.com/keel-go/keel/examples/internal/demo"
 	"github.com/keel-go/keel/outbox"
 	"github.com/keel-go/keel/repository"
@@ -59,6 +67,11 @@ type Account struct {
 	aggregate.Root
 	Balance int64 `json:"balance"`
 	Closed  bool  `json:"closed,omitempty"`
+	Frozen  bool  `json:"frozen,omitempty"` // credits are held for review
+	// Credits records the account's answer to each transfer's credit:
+	// credited, refused, or held while frozen. An account answers a
+	// transfer once.
+	Credits map[string]string `json:"credits,omitempty"`
 }
 
 // AccountOpened is recorded when an account is opened.
@@ -98,7 +111,19 @@ type TransferSent struct {
 // EventName implements aggregate.Event.
 func (TransferSent) EventName() string { return "account.transfer_sent" }
 
-// MoneyCredited is recorded on the payee's account.
+// MoneyReceived is recorded on the payee's account by a transfer that
+// debits the payer in the same unit (design a).
+type MoneyReceived struct {
+	TransferID string `json:"transfer_id"`
+	From       string `json:"from"`
+	Amount     int64  `json:"amount"`
+}
+
+// EventName implements aggregate.Event.
+func (MoneyReceived) EventName() string { return "account.received" }
+
+// MoneyCredited is recorded on the payee's account by a transfer process's
+// credit (design b).
 type MoneyCredited struct {
 	TransferID string `json:"transfer_id"`
 	From       string `json:"from"`
@@ -118,6 +143,22 @@ type CreditRefused struct {
 
 // EventName implements aggregate.Event.
 func (CreditRefused) EventName() string { return "account.credit_refused" }
+
+// CreditHeld is recorded on a frozen payee's account: the credit waits
+// for a review, and the account has not answered yet.
+type CreditHeld struct {
+	TransferID string `json:"transfer_id"`
+	Amount     int64  `json:"amount"`
+}
+
+// EventName implements aggregate.Event.
+func (CreditHeld) EventName() string { return "account.credit_held" }
+
+// AccountFrozen is recorded when an account is frozen for review.
+type AccountFrozen struct{}
+
+// EventName implements aggregate.Event.
+func (AccountFrozen) EventName() string { return "account.frozen" }
 
 // DebitRefunded is recorded on the payer's account when a transfer is
 // undone.
@@ -178,18 +219,71 @@ func (a *Account) withdraw(amount int64) error {
 	return nil
 }
 
-// Credit puts money in for a transfer.
-func (a *Account) Credit(transferID, from string, amount int64) error {
+// Receive puts money in for a transfer whose debit is made in the same
+// unit of work.
+func (a *Account) Receive(transferID, from string, amount int64) error {
 	if a.Closed {
 		return fmt.Errorf("%w: %s", ErrAccountClosed, a.ID())
 	}
+	a.Balance += amount
+	a.Record(MoneyReceived{TransferID: transferID, From: from, Amount: amount})
+	return nil
+}
+
+// Freeze holds the account's credits for review.
+func (a *Account) Freeze() {
+	if !a.Frozen {
+		a.Frozen = true
+		a.Record(AccountFrozen{})
+	}
+}
+
+// Credit puts money in for a transfer. A closed account refuses it, and a
+// frozen one holds it; it returns ErrAccountClosed when it refused. An
+// account that already answered the transfer does nothing.
+func (a *Account) Credit(transferID, from string, amount int64) error {
+	if a.answered(transferID) {
+		return nil
+	}
+	switch {
+	case a.Closed:
+		a.refuse(transferID, from, amount, "account closed")
+		return fmt.Errorf("%w: %s", ErrAccountClosed, a.ID())
+	case a.Frozen:
+		a.answer(transferID, "held")
+		a.Record(CreditHeld{TransferID: transferID, Amount: amount})
+		return nil
+	}
+	a.answer(transferID, "credited")
 	a.Balance += amount
 	a.Record(MoneyCredited{TransferID: transferID, From: from, Amount: amount})
 	return nil
 }
 
-// RefuseCredit records that a credit was turned away.
-func (a *Account) RefuseCredit(transferID, from string, amount int64, reason string) {
+// Expire refuses a transfer's credit that the account has not made: one
+// held, or not asked for yet. A credit already made stands.
+func (a *Account) Expire(transferID, from string, amount int64) {
+	if !a.answered(transferID) {
+		a.refuse(transferID, from, amount, "timed out")
+	}
+}
+
+// answered reports whether the account gave its final answer to a
+// transfer.
+func (a *Account) answered(transferID string) bool {
+	s := a.Credits[transferID]
+	return s == "credited" || s == "refused"
+}
+
+func (a *Account) answer(transferID, s string) {
+	if a.Credits == nil {
+		a.Credits = map[string]string{}
+	}
+	a.Credits[transferID] = s
+}
+
+func (a *Account) refuse(transferID, from string, amount int64, reason string) {
+	a.answer(transferID, "refused")
 	a.Record(CreditRefused{TransferID: transferID, From: from, Amount: amount, Reason: reason})
 }
 
@@ -199,11 +293,63 @@ func (a *Account) Refund(transferID string, amount int64) {
 	a.Record(DebitRefunded{TransferID: transferID, Amount: amount})
 }
 
+// The commands of the transfer process, and its timeout.
+type (
+	// CreditAccount asks the payee's account for a transfer's credit.
+	CreditAccount struct {
+		TransferID string `json:"transfer_id"`
+		From       string `json:"from"`
+		To         string `json:"to"`
+		Amount     int64  `json:"amount"`
+	}
+	// ExpireCredit asks the payee's account to refuse a credit it has not
+	// made.
+	ExpireCredit struct {
+		TransferID string `json:"transfer_id"`
+		From       string `json:"from"`
+		To         string `json:"to"`
+		Amount     int64  `json:"amount"`
+	}
+	// RefundDebit gives the payer its money back: it undoes the debit.
+	RefundDebit struct {
+		TransferID string `json:"transfer_id"`
+		Account    string `json:"account"`
+		Amount     int64  `json:"amount"`
+	}
+	// CreditOverdue is the transfer's timeout: the payee did not answer.
+	CreditOverdue struct {
+		TransferID string `json:"transfer_id"`
+	}
+)
+
+// EventName implements aggregate.Event.
+func (CreditAccount) EventName() string { return "accounts.credit" }
+
+// EventName implements aggregate.Event.
+func (ExpireCredit) EventName() string { return "accounts.expire-credit" }
+
+// EventName implements aggregate.Event.
+func (RefundDebit) EventName() string { return "accounts.refund" }
+
+// EventName implements aggregate.Event.
+func (CreditOverdue) EventName() string { return "transfer.credit_overdue" }
+
+// CreditWindow is how long a transfer waits for the payee's answer.
+const CreditWindow = 2 * time.Second
+
+// Transfer is the state of one transfer process.
+type Transfer struct {
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Amount int64  `json:"amount"`
+}
+
 type bank struct {
-	st       *store.Store
-	accounts *repository.Document[*Account]
-	multi    *uow.Runner // design (a): may change several aggregates per unit
-	single   *uow.Runner // design (b): refuses to
+	st        *store.Store
+	accounts  *repository.Document[*Account]
+	transfers *process.Manager[Transfer]
+	multi     *uow.Runner // design (a): may change several aggregates per unit
+	single    *uow.Runner // design (b): refuses to
 
 	mu  sync.Mutex
 	log []string
@@ -238,7 +384,7 @@ func (b *bank) transferAtomically(ctx context.Context, id, from, to string, amou
 		if err := payer.Debit(id, to, amount); err != nil {
 			return err
 		}
-		if err := payee.Credit(id, from, amount); err != nil {
+		if err := payee.Receive(id, from, amount); err != nil {
 			return err
 		}
 		if err := b.accounts.Save(ctx, tx, payer); err != nil {
@@ -263,36 +409,83 @@ func (b *bank) startTransfer(ctx context.Context, id, from, to string, amount in
 	})
 }
 
-// register adds design (b)'s asynchronous handlers.
-func (b *bank) register(router *dispatch.Router) {
-	dispatch.Handle(router, "transfers.credit-payee", func(ctx context.Context, tx *uow.Tx, e TransferSent) error {
-		m, _ := dispatch.MessageFrom(ctx)
-		payee, err := b.accounts.Get(ctx, tx, e.To)
+// register adds design (b)'s transfer process, and the handlers of its
+// commands, each a unit of work on one account.
+func (b *bank) register(router *dispatch.Router) error {
+	var err error
+	if b.transfers, err = process.New[Transfer](router, process.Config{Name: "transfer"}); err != nil {
+		return err
+	}
+	m := b.transfers
+	process.Start(m, func(e TransferSent) string { return e.TransferID },
+		func(ctx context.Context, p *process.Process[Transfer], e TransferSent) error {
+			msg, _ := dispatch.MessageFrom(ctx)
+			from := msg.AggregateID
+			*p.State = Transfer{From: from, To: e.To, Amount: e.Amount}
+			p.Step("debit "+from, RefundDebit{TransferID: e.TransferID, Account: from, Amount: e.Amount})
+			p.Send(CreditAccount{TransferID: e.TransferID, From: from, To: e.To, Amount: e.Amount})
+			p.Schedule("credit", p.Now().Add(CreditWindow), CreditOverdue{TransferID: e.TransferID})
+			b.note("     transfer:  %s started: %s debited; credit %s %s; wait %v for the answer", e.TransferID, from, e.To, demo.Money(e.Amount), CreditWindow)
+			return nil
+		})
+	process.On(m, func(e MoneyCredited) string { return e.TransferID },
+		func(ctx context.Context, p *process.Process[Transfer], e MoneyCredited) error {
+			p.Complete()
+			b.note("     transfer:  %s: %s credited; completed", e.TransferID, p.State.To)
+			return nil
+		})
+	process.On(m, func(e CreditRefused) string { return e.TransferID },
+		func(ctx context.Context, p *process.Process[Transfer], e CreditRefused) error {
+			p.Compensate(e.Reason)
+			b.note("     transfer:  %s: credit refused (%s); compensate: refund %s", e.TransferID, e.Reason, p.State.From)
+			return nil
+		})
+	process.On(m, func(e CreditOverdue) string { return e.TransferID },
+		func(ctx context.Context, p *process.Process[Transfer], e CreditOverdue) error {
+			t := p.State
+			p.Send(ExpireCredit{TransferID: e.TransferID, From: t.From, To: t.To, Amount: t.Amount})
+			b.note("     transfer:  %s: no answer in %v; ask %s's account to expire the credit", e.TransferID, CreditWindow, t.To)
+			return nil
+		})
+
+	dispatch.Handle(router, "accounts.credit", func(ctx context.Context, tx *uow.Tx, c CreditAccount) error {
+		payee, err := b.accounts.Get(ctx, tx, c.To)
 		if err != nil {
 			return err
 		}
-		switch err := payee.Credit(e.TransferID, m.AggregateID, e.Amount); {
+		switch err := payee.Credit(c.TransferID, c.From, c.Amount); {
 		case errors.Is(err, ErrAccountClosed):
-			// Not an error to retry: the payee's answer is final. Record
-			// it, and let the compensation follow from the event.
-			payee.RefuseCredit(e.TransferID, m.AggregateID, e.Amount, "account closed")
-			b.note("     transfers.credit-payee: %s is closed; it refuses the %s (account.credit_refused)", e.To, demo.Money(e.Amount))
+			// Not an error to retry: the payee's answer is final, and
+			// recorded as account.credit_refused.
+			b.note("     accounts:  %s is closed; it refuses the %s", c.To, demo.Money(c.Amount))
 		case err != nil:
 			return err
+		case payee.Frozen:
+			b.note("     accounts:  %s is frozen for review; the %s is held, no answer yet", c.To, demo.Money(c.Amount))
 		default:
-			b.note("     transfers.credit-payee: %s credited %s (account.credited)", e.To, demo.Money(e.Amount))
+			b.note("     accounts:  %s credited %s", c.To, demo.Money(c.Amount))
 		}
 		return b.accounts.Save(ctx, tx, payee)
 	})
-	dispatch.Handle(router, "transfers.refund-payer", func(ctx context.Context, tx *uow.Tx, e CreditRefused) error {
-		payer, err := b.accounts.Get(ctx, tx, e.From)
+	dispatch.Handle(router, "accounts.expire-credit", func(ctx context.Context, tx *uow.Tx, c ExpireCredit) error {
+		payee, err := b.accounts.Get(ctx, tx, c.To)
 		if err != nil {
 			return err
 		}
-		payer.Refund(e.TransferID, e.Amount)
-		b.note("     transfers.refund-payer: %s refunded %s (account.refunded)", e.From, demo.Money(e.Amount))
+		payee.Expire(c.TransferID, c.From, c.Amount)
+		b.note("     accounts:  %s refuses the %s it held (timed out)", c.To, demo.Money(c.Amount))
+		return b.accounts.Save(ctx, tx, payee)
+	})
+	dispatch.Handle(router, "accounts.refund", func(ctx context.Context, tx *uow.Tx, c RefundDebit) error {
+		payer, err := b.accounts.Get(ctx, tx, c.Account)
+		if err != nil {
+			return err
+		}
+		payer.Refund(c.TransferID, c.Amount)
+		b.note("     accounts:  %s refunded %s", c.Account, demo.Money(c.Amount))
 		return b.accounts.Save(ctx, tx, payer)
 	})
+	return nil
 }
 
 func run(ctx context.Context, w io.Writer, dsn string) error {
@@ -304,12 +497,22 @@ func run(ctx context.Context, w io.Writer, dsn string) error {
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	return tell(ctx, w, st)
+	wait := func(d time.Duration) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+			return nil
+		}
+	}
+	return tell(ctx, w, st, wait)
 }
 
 // tell runs the example on st, whose database has keel's tables: the
-// program gives it a fresh database, and the test a storetest one.
-func tell(ctx context.Context, w io.Writer, st *store.Store) error {
+// program gives it a fresh database, and the test a storetest one. wait
+// lets d pass on st's clock: the program sleeps, and the test moves its
+// clock.
+func tell(ctx context.Context, w io.Writer, st *store.Store, wait func(d time.Duration) error) error {
 	var err error
 	b := &bank{st: st}
 	if b.accounts, err = repository.NewDocument(st, repository.DocumentConfig[*Account]{
@@ -329,7 +532,9 @@ func tell(ctx context.Context, w io.Writer, st *store.Store) error {
 	if err != nil {
 		return err
 	}
-	b.register(router)
+	if err := b.register(router); err != nil {
+		return err
+	}
 	bus, err := dispatch.NewBus(router, dispatch.BusConfig{})
 	if err != nil {
 		return err
@@ -365,6 +570,13 @@ func tell(ctx context.Context, w io.Writer, st *store.Store) error {
 	}); err != nil {
 		return err
 	}
+	if err := b.single.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
+		dave := OpenAccount("dave", 0)
+		dave.Freeze()
+		return b.accounts.Save(ctx, tx, dave)
+	}); err != nil {
+		return err
+	}
 	if err := settle(); err != nil {
 		return err
 	}
@@ -373,7 +585,7 @@ func tell(ctx context.Context, w io.Writer, st *store.Store) error {
 	if err := b.balances(ctx, w, total); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "carol's account is closed.")
+	fmt.Fprintln(w, "carol's account is closed; dave's is frozen for review.")
 
 	fmt.Fprintln(w, "\n(a) One unit of work changes both accounts.")
 	fmt.Fprintln(w, "  t-1: alice pays bob 30.00.")
@@ -406,7 +618,7 @@ func tell(ctx context.Context, w io.Writer, st *store.Store) error {
 	if err := b.balances(ctx, w, total); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "     The relay delivers account.transfer_sent:")
+	fmt.Fprintln(w, "     The relay delivers account.transfer_sent to the transfer process, and what follows:")
 	if err := settle(); err != nil {
 		return err
 	}
@@ -419,11 +631,7 @@ func tell(ctx context.Context, w io.Writer, st *store.Store) error {
 	if err := b.startTransfer(ctx, "t-4", "alice", "carol", 2500); err != nil {
 		return err
 	}
-	fmt.Fprint(w, "     Debit committed: ")
-	if err := b.balances(ctx, w, total); err != nil {
-		return err
-	}
-	fmt.Fprintln(w, "     The relay delivers account.transfer_sent, then the refusal it leads to:")
+	fmt.Fprintln(w, "     Debit committed; the relay delivers, and carol's refusal leads to a refund:")
 	if err := settle(); err != nil {
 		return err
 	}
@@ -432,17 +640,43 @@ func tell(ctx context.Context, w io.Writer, st *store.Store) error {
 		return err
 	}
 
-	fmt.Fprintln(w, "\nEvery step added up to 150.00: money was in an account or in a committed event on its way.")
+	fmt.Fprintln(w, "  t-5: alice pays dave 10.00.")
+	if err := b.startTransfer(ctx, "t-5", "alice", "dave", 1000); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "     Debit committed; the relay delivers:")
+	if err := settle(); err != nil {
+		return err
+	}
+	fmt.Fprint(w, "     Waiting: ")
+	if err := b.balances(ctx, w, total); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "     %v later the transfer's timer fires:\n", CreditWindow)
+	if err := wait(CreditWindow); err != nil {
+		return err
+	}
+	if err := settle(); err != nil {
+		return err
+	}
+	fmt.Fprint(w, "     Settled: ")
+	if err := b.balances(ctx, w, total); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w, "\nEvery step added up to 150.00: money was in an account, in a committed event on its way, or held by a transfer process.")
 	return nil
 }
 
 // balances prints every account's balance and the money in transit, and
-// checks that they add up to total. The money in transit is read from the
-// outbox: the amounts of transfer_sent and credit_refused events that are
-// committed but not yet delivered (state 0 is pending).
+// checks that they add up to total. The money in transit is in committed
+// messages not yet delivered (state 0 is pending): the transfer_sent of a
+// transfer whose process has not started, and a refund on its way; and in
+// the running transfer processes, between the debit and the payee's
+// answer.
 func (b *bank) balances(ctx context.Context, w io.Writer, total int64) error {
 	rows, err := b.st.DB().QueryContext(ctx, `SELECT payload FROM `+b.st.Table("outbox")+`
-		WHERE state = 0 AND name IN ('account.transfer_sent', 'account.credit_refused')`)
+		WHERE state = 0 AND name IN ('account.transfer_sent', 'accounts.refund')`)
 	if err != nil {
 		return err
 	}
@@ -464,10 +698,23 @@ func (b *bank) balances(ctx context.Context, w io.Writer, total int64) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	running, err := b.transfers.List(ctx, process.ListOptions{})
+	if err != nil {
+		return err
+	}
+	held := int64(0)
+	for _, p := range running {
+		var t Transfer
+		if err := json.Unmarshal(p.State, &t); err != nil {
+			return err
+		}
+		held += t.Amount
+	}
+	inTransit += held
 
 	var parts []string
 	var sum int64
-	for _, id := range []string{"alice", "bob", "carol"} {
+	for _, id := range []string{"alice", "bob", "carol", "dave"} {
 		a, err := b.accounts.Get(ctx, b.st.DB(), id)
 		if err != nil {
 			return err
@@ -480,7 +727,10 @@ func (b *bank) balances(ctx context.Context, w io.Writer, total int64) error {
 		return fmt.Errorf("balances add up to %s with %s in transit; want %s", demo.Money(sum), demo.Money(inTransit), demo.Money(total))
 	}
 	line := strings.Join(parts, ", ")
-	if inTransit > 0 {
+	switch {
+	case held > 0:
+		line += fmt.Sprintf("; %s in transit, held by %d running transfer process", demo.Money(inTransit), len(running))
+	case inTransit > 0:
 		line += fmt.Sprintf("; %s in transit in the outbox", demo.Money(inTransit))
 	}
 	fmt.Fprintf(w, "%s (total %s).\n", line, demo.Money(sum+inTransit))
