@@ -92,6 +92,40 @@ func setup(t testing.TB, s testdb.Setup, busConcurrency int) bundle {
 	t.Helper()
 	clk := &clock{now: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
 	db := testdb.Open(t, s, store.Options{Logger: quiet, Now: clk.Now})
+	createEffects(t, db)
+	b := wire(t, db, paymentWindow)
+	b.clock = clk
+	var cfg dispatchtest.Config
+	if busConcurrency > 0 {
+		// Every delivery in a transaction of its own, so that the
+		// deliveries of one process race each other, not the batches
+		// they share transactions with; a batch that takes turns
+		// through the commits of a thousand such transactions needs
+		// longer than the default publish timeout.
+		bus, err := dispatch.NewBus(b.router, dispatch.BusConfig{Concurrency: busConcurrency, GroupSize: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Publisher = bus
+		cfg.Relay = outbox.RelayConfig{LeaseDuration: 3 * time.Minute, PublishTimeout: time.Minute}
+	}
+	b.session = dispatchtest.New(t, b.runner, b.router, cfg)
+	return b
+}
+
+// createEffects creates the table the tests count outcomes in, apart from
+// keel's own: a handler that ran twice leaves two rows.
+func createEffects(t testing.TB, db testdb.DB) {
+	t.Helper()
+	if _, err := db.SQL().Exec("CREATE TABLE effects (order_id VARCHAR(100) NOT NULL, effect VARCHAR(100) NOT NULL, message_id VARCHAR(100) NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wire builds the fulfilment process over db, whose effects table
+// exists, with the given payment window.
+func wire(t testing.TB, db testdb.DB, window time.Duration) bundle {
+	t.Helper()
 	runner, err := uow.New(db.Store, uow.Config{Logger: quiet, MaxAttempts: 50})
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +140,7 @@ func setup(t testing.TB, s testdb.Setup, busConcurrency int) bundle {
 	}
 	process.Start(m, Placed.order, func(ctx context.Context, p *process.Process[Fulfilment], e Placed) error {
 		p.Step("place order", CancelOrder(e))
-		p.Schedule("payment", p.Now().Add(paymentWindow), PaymentDue(e))
+		p.Schedule("payment", p.Now().Add(window), PaymentDue(e))
 		return nil
 	})
 	process.On(m, Reserved.order, func(ctx context.Context, p *process.Process[Fulfilment], e Reserved) error {
@@ -136,9 +170,6 @@ func setup(t testing.TB, s testdb.Setup, busConcurrency int) bundle {
 		p.Compensate("unpaid")
 		return nil
 	})
-	if _, err := db.SQL().Exec("CREATE TABLE effects (order_id VARCHAR(100) NOT NULL, effect VARCHAR(100) NOT NULL, message_id VARCHAR(100) NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
 	record := func(ctx context.Context, tx *uow.Tx, order, effect string) error {
 		m, ok := dispatch.MessageFrom(ctx)
 		if !ok {
@@ -156,21 +187,7 @@ func setup(t testing.TB, s testdb.Setup, busConcurrency int) bundle {
 	})
 	dispatch.Handle(router, "effects.refund", func(ctx context.Context, tx *uow.Tx, e Refund) error { return record(ctx, tx, e.Order, "refund") })
 
-	var cfg dispatchtest.Config
-	if busConcurrency > 0 {
-		// Every delivery in a transaction of its own, so that the
-		// deliveries of one process race each other, not the batches
-		// they share transactions with; a batch that takes turns
-		// through the commits of a thousand such transactions needs
-		// longer than the default publish timeout.
-		bus, err := dispatch.NewBus(router, dispatch.BusConfig{Concurrency: busConcurrency, GroupSize: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Publisher = bus
-		cfg.Relay = outbox.RelayConfig{LeaseDuration: 3 * time.Minute, PublishTimeout: time.Minute}
-	}
-	return bundle{db: db, clock: clk, runner: runner, router: router, manager: m, session: dispatchtest.New(t, runner, router, cfg)}
+	return bundle{db: db, runner: runner, router: router, manager: m}
 }
 
 // emit commits events as messages keyed by key, in one transaction.
