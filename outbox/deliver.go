@@ -40,12 +40,12 @@ const settleTimeout = 10 * time.Second
 // partitions. When batches are in flight (after > 0 is the highest seq
 // they claimed, and inFlight their row count), it leaves out the rows of
 // the keys in except, and the rows beyond a window above after, wide enough
-// to hold a batch of this relay's partitions. It returns nil when there is
+// to hold reach batches of this relay's partitions. It returns nil when there is
 // nothing to publish now: no row, no lease, or leases too close to expiry
 // to publish within PublishTimeout. A batch it returns keeps its partitions
 // in flight until publish ends; publish checks the leases again before it
 // publishes.
-func (r *Relay) claimBatch(ctx context.Context, except map[string]struct{}, after int64, inFlight int) (*batch, error) {
+func (r *Relay) claimBatch(ctx context.Context, except map[string]struct{}, after int64, reach, inFlight int) (*batch, error) {
 	claimable, deadline := r.leases.begin()
 	keep := false
 	defer func() {
@@ -67,7 +67,7 @@ func (r *Relay) claimBatch(ctx context.Context, except map[string]struct{}, afte
 	var err error
 	var maxSeq int64
 	if after > 0 {
-		maxSeq = after + int64(limit)*Partitions/int64(bits.OnesCount64(claimable))
+		maxSeq = after + int64(reach*limit)*Partitions/int64(bits.OnesCount64(claimable))
 	}
 	switch _, inGo := r.ob.d.(dialect.KeysFilteredByRelay); {
 	case after == 0:

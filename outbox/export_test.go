@@ -26,7 +26,7 @@ func DeliverWithLeaseLeft(ctx context.Context, r *Relay, left time.Duration) (cl
 	r.leases.mu.Lock()
 	r.leases.deadline = time.Now().Add(left)
 	r.leases.mu.Unlock()
-	b, err := r.claimBatch(ctx, nil, 0, 0)
+	b, err := r.claimBatch(ctx, nil, 0, 0, 0)
 	if err != nil || b == nil {
 		return 0, 0, err
 	}

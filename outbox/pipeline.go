@@ -26,6 +26,7 @@ type pipeline struct {
 	rows      int                 // rows of the batches in flight
 	keys      map[string]struct{} // partition keys of the batches in flight
 	hwm       int64               // highest seq claimed so far
+	reach     int                 // how many batches wide a claim ahead reads past hwm
 	delivered int
 	err       error // the first failure to mark a batch done, until taken
 }
@@ -43,15 +44,26 @@ func (r *Relay) newPipeline(ctx context.Context) *pipeline {
 func (p *pipeline) room() bool { return p.n < p.r.cfg.MaxInFlight }
 
 // claim claims the next batch. With batches in flight, it leaves out their
-// keys and reads no row more than a window beyond the highest seq claimed
-// so far: when every key within reach is in flight, such a claim reads
-// about a batch's worth of rows rather than the whole backlog.
+// keys and reads no row more than reach batches' worth beyond the highest
+// seq claimed so far: when every key within reach is in flight, such a
+// claim reads a window rather than the whole backlog. Each claim ahead
+// that finds nothing doubles the reach, up to maxReach, for rows of keys
+// in flight may fill the next window too; a claim with nothing in flight
+// resets it.
 func (p *pipeline) claim() (*batch, error) {
 	if p.n == 0 {
-		return p.r.claimBatch(p.ctx, nil, 0, 0)
+		p.reach = 1
+		return p.r.claimBatch(p.ctx, nil, 0, 0, 0)
 	}
-	return p.r.claimBatch(p.ctx, p.keys, p.hwm, p.rows)
+	b, err := p.r.claimBatch(p.ctx, p.keys, p.hwm, p.reach, p.rows)
+	if b == nil && err == nil {
+		p.reach = min(p.reach*2, maxReach)
+	}
+	return b, err
 }
+
+// maxReach bounds the window of a claim ahead, in batches.
+const maxReach = 16
 
 // start publishes b in a goroutine of its own.
 func (p *pipeline) start(b *batch) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,11 +182,12 @@ func TestRelayWholeBatchFailure(t *testing.T) {
 		ctx := context.Background()
 		ob := newOutbox(t, db.Store)
 		fill(t, ob, 5, 3)
-		down := true
-		var calls int
+		var down atomic.Bool
+		down.Store(true)
+		var calls atomic.Int32 // batches may publish concurrently
 		pub := outbox.PublisherFunc(func(ctx context.Context, batch []outbox.Message) error {
-			calls++
-			if down {
+			calls.Add(1)
+			if down.Load() {
 				return errBroker
 			}
 			return nil
@@ -205,10 +207,10 @@ func TestRelayWholeBatchFailure(t *testing.T) {
 		if s.Pending != 15 || s.Retrying != 5 || s.Parked != 0 {
 			t.Fatalf("Stats = %+v; want 15 pending, 5 retrying", s)
 		}
-		if len(reports) != 1 || reports[0].Failed != 5 || reports[0].Held != 10 || calls != 1 {
-			t.Fatalf("reports %+v after %d publish calls; want one batch with 5 failed, 10 held", reports, calls)
+		if len(reports) != 1 || reports[0].Failed != 5 || reports[0].Held != 10 || calls.Load() != 1 {
+			t.Fatalf("reports %+v after %d publish calls; want one batch with 5 failed, 10 held", reports, calls.Load())
 		}
-		down = false
+		down.Store(false)
 		var delivered int
 		drainUntil(t, r, "everything is delivered", func() bool {
 			s, err := ob.Stats(ctx)
@@ -230,12 +232,11 @@ func TestRelayNotAttempted(t *testing.T) {
 		ctx := context.Background()
 		ob := newOutbox(t, db.Store)
 		fill(t, ob, 2, 2)
-		first := true
+		var tried atomic.Bool // batches may publish concurrently
 		pub := outbox.PublisherFunc(func(ctx context.Context, batch []outbox.Message) error {
-			if !first {
+			if tried.Swap(true) {
 				return nil
 			}
-			first = false
 			errs := make([]error, len(batch))
 			for i := range batch {
 				errs[i] = fmt.Errorf("stopped: %w", errors.Join(outbox.ErrNotAttempted, context.DeadlineExceeded))
@@ -245,7 +246,7 @@ func TestRelayNotAttempted(t *testing.T) {
 		r := newRelay(t, db.Store, pub, outbox.RelayConfig{MaxAttempts: 1})
 		// With MaxAttempts 1, a counted attempt would park each key's first
 		// message and hold the rest; instead Drain retries at once.
-		if n, err := r.Drain(ctx); err != nil || n != 4 || first {
+		if n, err := r.Drain(ctx); err != nil || n != 4 || !tried.Load() {
 			t.Fatalf("Drain = %d, %v; want all 4 delivered after the untried batch", n, err)
 		}
 		s, err := ob.Stats(ctx)

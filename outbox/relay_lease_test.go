@@ -33,10 +33,11 @@ func TestRelaysShareAndRebalance(t *testing.T) {
 		// order of magnitude slower under the race detector, and a relay
 		// whose renewal or settlement waits past its lease loses it
 		// mid-batch, publishing the batch twice, as after any database stall
-		// longer than LeaseDuration.
+		// longer than LeaseDuration. With two batches in flight per relay,
+		// ten settles and five renewals queue for SQLite's one write lock.
 		lease := 1500 * time.Millisecond
 		if s == testdb.SQLiteModernc {
-			lease = 4 * time.Second
+			lease = 8 * time.Second
 		}
 
 		var mu sync.Mutex

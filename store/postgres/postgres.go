@@ -41,7 +41,12 @@ type pg struct{}
 var sqlText = func() dialect.SQL {
 	q := dialect.Standard(
 		func(expr string) string { return expr + " = ANY(?::bigint[])" },
-		func(expr string) string { return expr + " = ANY(?::text[])" })
+		// A subquery, not "= ANY(array)": PostgreSQL hashes the keys of a
+		// NOT IN subquery once, while it tests a NOT = ANY of a parameter
+		// element by element for every row under a generic plan (a
+		// prepared claim ahead leaving out a thousand keys of batches in
+		// flight took four times as long).
+		func(expr string) string { return expr + " IN (SELECT unnest(?::text[]))" })
 	q.Fail = `UPDATE {p}outbox AS o
 SET state = v.state, attempts = o.attempts + 1, next_attempt_at = v.next_at, last_error = v.err
 FROM (SELECT unnest(?::bigint[]) AS seq, unnest(?::smallint[]) AS state,
