@@ -207,7 +207,9 @@ func TestRelayKillChild(t *testing.T) {
 	// which this test would count against the one batch a kill may cost.
 	lease := 4 * time.Second
 	if s == testdb.SQLiteModernc {
-		lease = 8 * time.Second
+		// Two batches in flight per relay double the writers queueing for
+		// SQLite's lock beside the consumer's own transactions.
+		lease = 12 * time.Second
 	}
 	cfg := outbox.RelayConfig{
 		// Polling at least every 50ms: on SQLite and MySQL nothing wakes a
