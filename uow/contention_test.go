@@ -120,7 +120,9 @@ func TestContention(t *testing.T) {
 			{uow.AlwaysLock, [3][2]bool{{true, true}, {true, true}, {true, true}}},
 		} {
 			t.Run(tc.policy.String(), func(t *testing.T) {
-				b := setup(t, db, uow.Config{Contention: tc.policy})
+				// A long window, so that a slow machine cannot let the
+				// hot aggregate cool down between the two calls.
+				b := setup(t, db, uow.Config{Contention: tc.policy, HotWindow: time.Minute})
 				id1, id2 := tc.policy.String()+"-1", tc.policy.String()+"-2"
 				b.open(t, id1)
 				b.open(t, id2)
