@@ -29,11 +29,14 @@ type cli struct {
 	args   []string
 
 	// Flags of particular commands, registered by their flags function.
-	print      bool   // migrate --print
-	key        string // parked list/requeue --key
-	limit      int    // parked list --limit
-	after      int64  // parked list --after
-	relayFlags relayOptions
+	print       bool   // migrate --print
+	key         string // parked list/requeue --key
+	limit       int    // parked list --limit
+	after       int64  // parked list --after
+	processType string // processes --type
+	all         bool   // processes --all
+	afterID     string // processes --after
+	relayFlags  relayOptions
 
 	// storeOptions are the options the store is opened with, beyond the
 	// prefix; a command sets them before it opens the store.

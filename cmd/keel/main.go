@@ -17,6 +17,7 @@
 //	parked requeue --key K requeue a key's parked messages, in order
 //	inbox show ID          which handlers have applied a message
 //	leases                 which relay holds which partitions, until when
+//	processes              running processes, their state and next timeout
 //	relay                  run a relay that publishes to Kafka
 //
 // Every command takes --dsn (or the KEEL_DSN environment variable) naming
@@ -66,6 +67,7 @@ var commands = []command{
 	{name: "parked requeue", summary: "make a parked message, or a key's parked messages, pending again", args: "ID | --key K", run: parkedRequeue, flags: requeueFlags},
 	{name: "inbox show", summary: "show which handlers have applied a message", args: "MESSAGE_ID", run: inboxShow},
 	{name: "leases", summary: "show which relay holds which partitions, and until when", run: leases},
+	{name: "processes", summary: "list the running processes (--all: ended ones too) with their state and next timeout", run: processes, flags: processesFlags},
 	{name: "relay", summary: "run a relay that publishes the outbox to Kafka", run: relay, flags: relayFlags},
 }
 
