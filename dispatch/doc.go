@@ -134,6 +134,12 @@
 // the upcaster is deployed delivers it (see aggregate.Versioned and
 // docs/event-evolution.md).
 //
+// # Processes
+//
+// Package dispatch/process builds process managers (sagas) on a Router:
+// state keyed by a correlation id that events advance, with timeouts and
+// compensation, each step delivered as a handler's unit of work is.
+//
 // # Testing
 //
 // Package dispatch/dispatchtest runs a unit of work and delivers everything
