@@ -76,7 +76,7 @@ func NewRelay(st *store.Store, pub Publisher, cfg RelayConfig) (*Relay, error) {
 	if pub == nil {
 		return nil, dialect.Invalid("outbox.NewRelay: nil Publisher; pass one, such as a dispatch.Bus or a kafka.Publisher")
 	}
-	cfg, err := cfg.withDefaults(st.Logger())
+	cfg, err := cfg.withDefaults(st.Logger(), st.Dialect().Writers())
 	if err != nil {
 		return nil, err
 	}
@@ -198,11 +198,7 @@ func (r *Relay) run(ctx context.Context) error {
 	if r.cfg.Retention > 0 {
 		wg.Go(func() { r.cleanLoop(inner) })
 	}
-	wg.Go(func() {
-		if err := r.scheduleLoop(inner); err != nil {
-			fail(err)
-		}
-	})
+	wg.Go(func() { r.scheduleLoop(inner) })
 	if err := r.deliverLoop(inner, wake); err != nil {
 		fail(err)
 	}

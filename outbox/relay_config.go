@@ -77,8 +77,11 @@ type RelayConfig struct {
 	// once the outcome of its batch in flight is recorded, so per-key order
 	// and failure handling are the same as with one batch at a time. The
 	// Publisher must then accept concurrent Publish calls (see Publisher).
-	// If zero, DefaultMaxInFlight (2) is used; 1 publishes one batch at a
-	// time; at most 16.
+	// If zero, DefaultMaxInFlight (2) is used, except on SQLite, where 1 is:
+	// its one writer at a time makes a second batch's settling queue behind
+	// the first's and behind the application's commits, and under load the
+	// relay's own lease renewals with them. Set it on SQLite when a slow
+	// publisher matters more. 1 publishes one batch at a time; at most 16.
 	MaxInFlight int
 
 	// Retention keeps delivered rows for this long (state 1, with
@@ -159,7 +162,7 @@ type RelayConfig struct {
 
 // withDefaults returns cfg with zero fields filled in, or an error naming the
 // first field that cannot be used.
-func (cfg RelayConfig) withDefaults(log *slog.Logger) (RelayConfig, error) {
+func (cfg RelayConfig) withDefaults(log *slog.Logger, writers int) (RelayConfig, error) {
 	bad := func(format string, args ...any) (RelayConfig, error) {
 		return RelayConfig{}, dialect.Invalid("RelayConfig."+format, args...)
 	}
@@ -180,6 +183,8 @@ func (cfg RelayConfig) withDefaults(log *slog.Logger) (RelayConfig, error) {
 	switch {
 	case cfg.MaxInFlight < 0:
 		return bad("MaxInFlight %d is negative; leave it 0 for %d, or use 1 to publish one batch at a time", cfg.MaxInFlight, DefaultMaxInFlight)
+	case cfg.MaxInFlight == 0 && writers == 1:
+		cfg.MaxInFlight = 1
 	case cfg.MaxInFlight == 0:
 		cfg.MaxInFlight = DefaultMaxInFlight
 	case cfg.MaxInFlight > 16:

@@ -96,7 +96,7 @@ func TestRelaySlowKeyDoesNotStallOthers(t *testing.T) {
 		}))
 		// A long lease gives the blocked publish a PublishTimeout (10s) far
 		// beyond what the test needs.
-		r := newRelay(t, db.Store, pub, outbox.RelayConfig{LeaseDuration: 30 * time.Second})
+		r := newRelay(t, db.Store, pub, outbox.RelayConfig{LeaseDuration: 30 * time.Second, MaxInFlight: 2})
 		run := runRelay(t, r)
 		holdsAll(t, r)
 		if err := ob.Enqueue(ctx, outbox.Message{Name: "slow.event", Key: "slow", AggregateVersion: 1, Payload: []byte{}}); err != nil {
@@ -253,7 +253,7 @@ func TestRelayPipelineFailureHoldsKey(t *testing.T) {
 			return order.Publish(ctx, batch)
 		})
 		pub := newExclusive(t, log)
-		r := newRelay(t, db.Store, pub, outbox.RelayConfig{BatchSize: 2, RetryBackoff: 50 * time.Millisecond})
+		r := newRelay(t, db.Store, pub, outbox.RelayConfig{BatchSize: 2, RetryBackoff: 50 * time.Millisecond, MaxInFlight: 2})
 		run := runRelay(t, r)
 		testdb.Eventually(t, 20*time.Second, "every message to be delivered", func() bool { return rec.count() == len(enq) })
 		if err := run.Stop(); err != nil {
@@ -321,7 +321,7 @@ func TestRelayStopWithBatchesInFlight(t *testing.T) {
 			}
 			return &outbox.BatchError{Errs: errs}
 		}))
-		r := newRelay(t, db.Store, pub, outbox.RelayConfig{BatchSize: 10, LeaseDuration: 30 * time.Second})
+		r := newRelay(t, db.Store, pub, outbox.RelayConfig{BatchSize: 10, LeaseDuration: 30 * time.Second, MaxInFlight: 2})
 		run := runRelay(t, r)
 		select {
 		case <-both:

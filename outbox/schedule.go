@@ -145,9 +145,10 @@ func (o *Outbox) nextDue(ctx context.Context) (time.Time, bool, error) {
 // until ctx is done. It sleeps until the next due time, or at most
 // MaxPollInterval (messages scheduled by other processes without a
 // Listener are found then), and wakes early when the store reports a
-// commit, which may have scheduled an earlier message. It returns an error
-// only when no retry can help (see fatal).
-func (r *Relay) scheduleLoop(ctx context.Context) error {
+// commit, which may have scheduled an earlier message. It returns when ctx
+// is done, or when no retry can help (see fatal), leaving the delivery loop
+// to report that.
+func (r *Relay) scheduleLoop(ctx context.Context) {
 	wake, unsubscribe := r.ob.st.Subscribe()
 	defer unsubscribe()
 	timer := time.NewTimer(0)
@@ -156,17 +157,19 @@ func (r *Relay) scheduleLoop(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-wake:
 		case <-timer.C:
 		}
 		wait, err := r.moveDue(ctx)
 		if err != nil {
 			if fatal(err) {
-				return err
+				// The delivery loop meets it too, and ends Run with it
+				// once it has recorded what it can of its batches.
+				return
 			}
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			failures++
 			r.log.Error("keel: relay could not move due scheduled messages; retrying", "err", err, "failures", failures)
