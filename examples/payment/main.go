@@ -220,8 +220,10 @@ func tell(ctx context.Context, w io.Writer, st *store.Store) (err error) {
 		return err
 	}
 	// Every deposit writes the same balance, so concurrent deposits for one
-	// user conflict often on PostgreSQL; allow more retries than the default.
-	if a.runner, err = uow.New(st, uow.Config{MaxAttempts: 50}); err != nil {
+	// user conflict. The default contention policy (uow.Adaptive) handles
+	// that: after a conflict, the retry, and for a while every unit, reads
+	// the balance with a row lock, so deposits queue instead of retrying.
+	if a.runner, err = uow.New(st, uow.Config{}); err != nil {
 		return err
 	}
 
