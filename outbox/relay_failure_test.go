@@ -193,10 +193,11 @@ func TestRelayWholeBatchFailure(t *testing.T) {
 			return nil
 		})
 		var reports []outbox.BatchReport
-		// The retry comes due 200-400ms after the failure, well after the
-		// first Drain's next claim.
+		// The retry comes due 1-2s after the failure, well after the first
+		// Drain's next claim even when a loaded machine makes a batch take
+		// hundreds of milliseconds.
 		r := newRelay(t, db.Store, pub, outbox.RelayConfig{
-			RetryBackoff: 400 * time.Millisecond, MaxRetryBackoff: 400 * time.Millisecond,
+			RetryBackoff: 2 * time.Second, MaxRetryBackoff: 2 * time.Second,
 			Observer: outbox.ObserverFunc(func(b outbox.BatchReport) { reports = append(reports, b) }),
 		})
 		if n, err := r.Drain(ctx); err != nil || n != 0 {
