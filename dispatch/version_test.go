@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,9 +100,12 @@ func TestParkedOldVersionIsRequeuedAfterItsUpcaster(t *testing.T) {
 		book(t, b.runner, "s-1", bookedV1{Weight: 2500})
 
 		b.reg.MustRegister(bookedV2{})
+		var mu sync.Mutex // handlers of different keys may run at once
 		var got []bookedV2
 		dispatch.Handle(b.router, "labels.print", func(ctx context.Context, tx *uow.Tx, e bookedV2) error {
+			mu.Lock()
 			got = append(got, e)
+			mu.Unlock()
 			return b.effect(ctx, tx, "labels.print", fmt.Sprint(e.WeightKg))
 		})
 		relay := drainer(t, b)
@@ -166,10 +170,13 @@ func TestUpcasterChain(t *testing.T) {
 			t.Fatal(err)
 		}
 		aggregate.MustUpcast(b.reg, "shipment.booked", 2, carrier)
+		var mu sync.Mutex // handlers of different keys may run at once
 		got := map[string]bookedV3{}
 		failed := false
 		dispatch.Handle(b.router, "labels.print", func(ctx context.Context, tx *uow.Tx, e bookedV3) error {
 			m, _ := dispatch.MessageFrom(ctx)
+			mu.Lock()
+			defer mu.Unlock()
 			if m.AggregateID == "s-1" && !failed {
 				failed = true
 				return errFlaky // the redelivery decodes the v1 payload again
@@ -211,9 +218,12 @@ func TestRenamedEventReachesTheNewName(t *testing.T) {
 		aggregate.MustUpcast(b.reg, "parcel.booked", 1, func(o bookedV1) (parcelBooked, error) {
 			return parcelBooked{Grams: o.Weight}, nil
 		})
+		var mu sync.Mutex // handlers of different keys may run at once
 		var got []parcelBooked
 		dispatch.Handle(b.router, "labels.print", func(ctx context.Context, tx *uow.Tx, e parcelBooked) error {
+			mu.Lock()
 			got = append(got, e)
+			mu.Unlock()
 			return nil
 		})
 		if _, err := drainer(t, b).Drain(ctx); err != nil {
