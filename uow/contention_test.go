@@ -324,8 +324,11 @@ func TestLockedDeadlockRetried(t *testing.T) {
 			}
 		}
 		slices.Sort(attempts)
-		if len(attempts) != 3 {
-			t.Fatalf("attempts %v; want one unit run once and the deadlock victim twice", attempts)
+		// The deadlock costs the victim at least one more run; on a loaded
+		// machine a retry may come back before the winner commits and run
+		// again, which is still correct.
+		if len(attempts) < 3 {
+			t.Fatalf("attempts %v; want the deadlock victim run again", attempts)
 		}
 		for _, id := range []string{"dl-a", "dl-b"} {
 			if a := mustGetAccount(t, b, id); a.Balance != 2 || a.Version() != 3 {
