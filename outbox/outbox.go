@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -143,17 +144,18 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) erro
 	// The store's clock decides what is scheduled, as it decides when the
 	// relays move it (Options.Now).
 	clock := o.st.Now()
-	var later []Message
-	var soon []Message
+	scheduled := slices.ContainsFunc(msgs, func(m Message) bool { return m.NotBefore.After(clock) })
+	if !scheduled {
+		// The usual case: no copies, one table.
+		return o.insert(ctx, tx, o.table, msgs, now, true)
+	}
+	var later, soon []Message
 	for _, m := range msgs {
 		if m.NotBefore.After(clock) {
 			later = append(later, m)
 		} else {
 			soon = append(soon, m)
 		}
-	}
-	if len(later) == 0 {
-		return o.insert(ctx, tx, o.table, msgs, now, true)
 	}
 	if err := o.insert(ctx, tx, o.table, soon, now, false); err != nil {
 		return err
