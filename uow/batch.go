@@ -56,42 +56,22 @@ func (r *Runner) DoBatch(ctx context.Context, fn func(ctx context.Context, b *Ba
 	return r.retry(ctx, func() error { return r.batchOnce(ctx, fn) })
 }
 
-func (r *Runner) batchOnce(ctx context.Context, fn func(ctx context.Context, b *Batch) error) (err error) {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	sqlTx, err := r.db.BeginTx(ctx, r.cfg.TxOptions)
-	if err != nil {
-		return fmt.Errorf("keel: begin batch: %w", err)
-	}
-	committed := false
-	defer func() {
-		if committed {
-			return
+func (r *Runner) batchOnce(ctx context.Context, fn func(ctx context.Context, b *Batch) error) error {
+	var b *Batch
+	err := r.inTx(ctx, "batch", func(sqlTx *sql.Tx) error {
+		q := r.d.SQL()
+		b = &Batch{r: r, tx: sqlTx, save: q.Savepoint, release: q.ReleaseSavepoint, undo: q.RollbackToSavepoint, next: q.NextSavepoint}
+		if err := fn(ctx, b); err != nil {
+			if b.aborted != nil && errors.Is(err, ErrBatchAborted) {
+				return b.aborted
+			}
+			return err
 		}
-		_ = sqlTx.Rollback() // already closed after a cancelled ctx; nothing to report
-		if p := recover(); p != nil {
-			panic(p)
-		}
-	}()
-	q := r.d.SQL()
-	b := &Batch{r: r, tx: sqlTx, save: q.Savepoint, release: q.ReleaseSavepoint, undo: q.RollbackToSavepoint, next: q.NextSavepoint}
-	if err := fn(ctx, b); err != nil {
-		if b.aborted != nil && errors.Is(err, ErrBatchAborted) {
-			return b.aborted
-		}
-		return err
-	}
-	if b.aborted != nil {
 		return b.aborted
-	}
-	if err := ctx.Err(); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("keel: commit batch: %w", err)
-	}
-	committed = true
 	r.tel.UnitsCommitted.Add(ctx, int64(b.units))
 	r.committed(ctx, b.tracked, b.written)
 	return nil

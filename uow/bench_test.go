@@ -50,9 +50,17 @@ func BenchmarkCommit(b *testing.B) {
 			tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracetest.NewNoopExporter()))
 			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 			b.Cleanup(func() { _ = tp.Shutdown(context.Background()); _ = mp.Shutdown(context.Background()) })
-			tracedDB := testdb.Reopen(b, setup, db.DSN, store.Options{TracerProvider: tp, MeterProvider: mp, Logger: testdb.Logger()})
-			traced := bundleFor(b, tracedDB)
+			// A second store over the same handle, so that both commit
+			// through the same connections (and, on SQLite, the same page
+			// caches).
+			tracedStore, err := store.Open(db.SQL(), db.Dialect(), store.Options{TracerProvider: tp, MeterProvider: mp, Logger: testdb.Logger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			traced := bundleFor(b, testdb.DB{Store: tracedStore, Setup: db.Setup, DSN: db.DSN})
 			b.Run("keel-otel", func(b *testing.B) { depositLoop(b, traced) })
+			// Both in the same iterations: the ratio of their times.
+			b.Run("otel-paired", func(b *testing.B) { pairedLoop(b, bu, traced, "otel/plain") })
 			b.Run("baseline", func(b *testing.B) {
 				base := newBaseline(db)
 				ctx := context.Background()
@@ -193,31 +201,67 @@ func warmPool(b *testing.B, db *sql.DB, n int) {
 	}
 }
 
-// runHot makes b.N deposits from hotWriters goroutines and reports
-// deposits/s. A failed deposit fails the benchmark unless giveUp is set, when
 // depositLoop runs BenchmarkCommit's command through bu: load bench-1,
 // deposit 1, save, commit.
 func depositLoop(b *testing.B, bu bundle) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		err := bu.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
-			a, err := bu.accounts.Get(ctx, tx, "bench-1")
-			if err != nil {
-				return err
-			}
-			if err := a.Deposit(1); err != nil {
-				return err
-			}
-			return bu.accounts.Save(ctx, tx, a)
-		})
-		if err != nil {
+		if err := depositOnce(ctx, bu); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
 }
 
+// depositOnce runs BenchmarkCommit's command once through bu.
+func depositOnce(ctx context.Context, bu bundle) error {
+	return bu.runner.Do(ctx, func(ctx context.Context, tx *uow.Tx) error {
+		a, err := bu.accounts.Get(ctx, tx, "bench-1")
+		if err != nil {
+			return err
+		}
+		if err := a.Deposit(1); err != nil {
+			return err
+		}
+		return bu.accounts.Save(ctx, tx, a)
+	})
+}
+
+// pairedLoop runs BenchmarkCommit's command through a and b in turn, each
+// iteration once through each (which goes first alternates), and reports
+// the time through b over the time through a: a ratio that changes in
+// machine load and commit latency reach both sides of alike.
+func pairedLoop(tb *testing.B, a, b bundle, metric string) {
+	ctx := context.Background()
+	var ta, tbTime time.Duration
+	i := 0
+	for tb.Loop() {
+		first, second := a, b
+		if i%2 == 1 {
+			first, second = b, a
+		}
+		t0 := time.Now()
+		if err := depositOnce(ctx, first); err != nil {
+			tb.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := depositOnce(ctx, second); err != nil {
+			tb.Fatal(err)
+		}
+		t2 := time.Now()
+		if i%2 == 0 {
+			ta, tbTime = ta+t1.Sub(t0), tbTime+t2.Sub(t1)
+		} else {
+			tbTime, ta = tbTime+t1.Sub(t0), ta+t2.Sub(t1)
+		}
+		i++
+	}
+	tb.ReportMetric(float64(tbTime)/float64(ta), metric)
+}
+
+// runHot makes b.N deposits from hotWriters goroutines and reports
+// deposits/s. A failed deposit fails the benchmark unless giveUp is set, when
 // failures that ran out of attempts on a conflict are counted instead.
 func runHot(b *testing.B, deposit func() error, giveUp bool) {
 	var next, gaveUp atomic.Int64

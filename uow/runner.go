@@ -230,13 +230,46 @@ func (r *Runner) retryable(err error) bool {
 	return errors.Is(err, repository.ErrConflict) || r.d.Classify(err) == dialect.Transient
 }
 
-func (r *Runner) once(ctx context.Context, key string, conflicted []aggregateKey, fn func(ctx context.Context, tx *Tx) error) (err error) {
+func (r *Runner) once(ctx context.Context, key string, conflicted []aggregateKey, fn func(ctx context.Context, tx *Tx) error) error {
+	var t *Tx
+	err := r.inTx(ctx, "unit of work", func(sqlTx *sql.Tx) error {
+		t = &Tx{conn: sqlTx, r: r, conflicted: conflicted}
+		if key != "" {
+			if err := r.claimKey(ctx, t, key); err != nil {
+				return err
+			}
+		}
+		if err := fn(ctx, t); err != nil {
+			return err
+		}
+		if err := r.flush(ctx, t); err != nil {
+			return err
+		}
+		if key != "" && t.result != nil {
+			if _, err := sqlTx.ExecContext(ctx, r.idemResult, t.result, key); err != nil {
+				return fmt.Errorf("keel: store idempotent result: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	r.tel.UnitsCommitted.Add(ctx, 1)
+	r.committed(ctx, t.tracked, t.written)
+	return nil
+}
+
+// inTx begins a transaction, runs body in it and commits it. It rolls back
+// when body fails, when ctx ends before the commit, and when body panics,
+// letting the panic go on. what names the transaction in errors.
+func (r *Runner) inTx(ctx context.Context, what string, body func(tx *sql.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	sqlTx, err := r.db.BeginTx(ctx, r.cfg.TxOptions)
 	if err != nil {
-		return fmt.Errorf("keel: begin unit of work: %w", err)
+		return fmt.Errorf("keel: begin %s: %w", what, err)
 	}
 	committed := false
 	defer func() {
@@ -248,33 +281,16 @@ func (r *Runner) once(ctx context.Context, key string, conflicted []aggregateKey
 			panic(p)
 		}
 	}()
-
-	t := &Tx{conn: sqlTx, r: r, conflicted: conflicted}
-	if key != "" {
-		if err := r.claimKey(ctx, t, key); err != nil {
-			return err
-		}
-	}
-	if err := fn(ctx, t); err != nil {
+	if err := body(sqlTx); err != nil {
 		return err
-	}
-	if err := r.flush(ctx, t); err != nil {
-		return err
-	}
-	if key != "" && t.result != nil {
-		if _, err := sqlTx.ExecContext(ctx, r.idemResult, t.result, key); err != nil {
-			return fmt.Errorf("keel: store idempotent result: %w", err)
-		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("keel: commit unit of work: %w", err)
+		return fmt.Errorf("keel: commit %s: %w", what, err)
 	}
 	committed = true
-	r.tel.UnitsCommitted.Add(ctx, 1)
-	r.committed(ctx, t.tracked, t.written)
 	return nil
 }
 
