@@ -28,7 +28,14 @@ import (
 //   - paced: the writers held to 80% of the commit rate the first run
 //     reached, with the relay running, reporting the 50th and 99th
 //     percentile from an event's recording, just before its commit, to its
-//     handler running.
+//     handler running;
+//
+//   - paced-relay: the same, held to 80% of the commit rate of the relay
+//     run: the rate the writers sustain while their messages are delivered.
+//     Where the relay's own commits slow the writers by more than a fifth
+//     (a single disk shared by both), the paced run asks for more than the
+//     database can commit with delivery running and measures a growing
+//     queue; this one measures latency under a load it can sustain.
 //
 //     go test -run '^$' -bench BenchmarkSteadyState -benchtime 1x ./dispatch/
 func BenchmarkSteadyState(b *testing.B) {
@@ -36,7 +43,7 @@ func BenchmarkSteadyState(b *testing.B) {
 	const period = 5 * time.Second
 	for _, s := range testdb.Setups {
 		b.Run(s.Name, func(b *testing.B) {
-			var maxRate float64
+			var maxRate, relayRate float64
 			b.Run("writers", func(b *testing.B) {
 				for range b.N {
 					st := newSteady(b, s)
@@ -53,19 +60,20 @@ func BenchmarkSteadyState(b *testing.B) {
 					delivered := st.delivered.Load()
 					stop()
 					backlog := st.backlog(b)
-					b.ReportMetric(float64(commits)/period.Seconds(), "commits/s")
+					relayRate = float64(commits) / period.Seconds()
+					b.ReportMetric(relayRate, "commits/s")
 					b.ReportMetric(float64(delivered)/period.Seconds(), "deliveries/s")
 					b.ReportMetric(float64(backlog), "backlog")
 				}
 			})
-			b.Run("paced", func(b *testing.B) {
-				if maxRate == 0 {
-					b.Skip("the writers run did not measure a rate")
+			paced := func(b *testing.B, rate float64) {
+				if rate == 0 {
+					b.Skip("the run it paces by did not measure a rate")
 				}
 				for range b.N {
 					st := newSteady(b, s)
 					stop := st.relay(b)
-					commits := st.write(b, writers, period, 0.8*maxRate)
+					commits := st.write(b, writers, period, 0.8*rate)
 					// Let the last commits arrive before measuring.
 					deadline := time.Now().Add(10 * time.Second)
 					for st.delivered.Load() < commits && time.Now().Before(deadline) {
@@ -77,7 +85,9 @@ func BenchmarkSteadyState(b *testing.B) {
 					b.ReportMetric(percentile(lat, 0.50).Seconds()*1000, "p50-ms")
 					b.ReportMetric(percentile(lat, 0.99).Seconds()*1000, "p99-ms")
 				}
-			})
+			}
+			b.Run("paced", func(b *testing.B) { paced(b, maxRate) })
+			b.Run("paced-relay", func(b *testing.B) { paced(b, relayRate) })
 		})
 	}
 }

@@ -25,8 +25,9 @@ func Logger() *slog.Logger {
 const FillKeys = 1000
 
 // FillOutbox inserts n rows into the outbox straight in SQL, as pending
-// (state 0) or as delivered history (state 1), over FillKeys keys with
-// 100-byte payloads. It is setup for benchmarks, far faster than Enqueue for
+// (state 0), as delivered history (state 1) or as parked (state 2: one
+// attempt, parked now, with the last error "failure N" for N from 0 to 6),
+// over FillKeys keys with 100-byte payloads. It is setup for benchmarks, far faster than Enqueue for
 // a million rows. On PostgreSQL it then analyzes the table, as autovacuum
 // would soon after a bulk load: without statistics the planner takes a
 // million fresh rows for a few dozen.
@@ -53,18 +54,20 @@ func FillOutbox(tb testing.TB, db DB, n, state int) {
 		// then MySQL's); each server rejects the other's.
 		_, _ = conn.ExecContext(ctx, `SET SESSION max_recursive_iterations = 100000000`)
 		_, _ = conn.ExecContext(ctx, `SET SESSION cte_max_recursion_depth = 100000000`)
-		_, err = conn.ExecContext(ctx, `INSERT INTO `+table+` (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
+		_, err = conn.ExecContext(ctx, `INSERT INTO `+table+` (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at, attempts, next_attempt_at, last_error)
 WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?)
 SELECT CONCAT(?, i), CONCAT('key-', LPAD(i % 1000, 4, '0')), JSON_EXTRACT(?, CONCAT('$[', i % 1000, ']')), 'bench.event', i, REPEAT('x', 100),
-       ?, ?, ?, CASE WHEN ? = 1 THEN ? END
-FROM g`, n, tag, string(js), now, now, state, state, now)
+       ?, ?, ?, CASE WHEN ? = 1 THEN ? END,
+       CASE WHEN ? = 2 THEN 1 ELSE 0 END, CASE WHEN ? = 2 THEN ? END, CASE WHEN ? = 2 THEN CONCAT('failure ', i % 7) END
+FROM g`, n, tag, string(js), now, now, state, state, now, state, state, now, state)
 		if err == nil {
 			_, err = conn.ExecContext(ctx, "ANALYZE TABLE "+table)
 		}
 	case db.Setup.IsPostgres():
-		_, err = db.SQL().Exec(`INSERT INTO `+table+` (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
+		_, err = db.SQL().Exec(`INSERT INTO `+table+` (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at, attempts, next_attempt_at, last_error)
 SELECT $1 || g, 'key-' || lpad((g % 1000)::text, 4, '0'), ($2::int[])[g % 1000 + 1], 'bench.event', g, convert_to(repeat('x', 100), 'UTF8'),
-       now(), now(), $3::smallint, CASE WHEN $3::smallint = 1 THEN now() END
+       now(), now(), $3::smallint, CASE WHEN $3::smallint = 1 THEN now() END,
+       CASE WHEN $3::smallint = 2 THEN 1 ELSE 0 END, CASE WHEN $3::smallint = 2 THEN now() END, CASE WHEN $3::smallint = 2 THEN 'failure ' || (g % 7) END
 FROM generate_series(1, $4) AS g`, tag, db.Dialect().Int64s(parts), state, n)
 		if err == nil {
 			_, err = db.SQL().Exec("ANALYZE " + table)
@@ -73,10 +76,11 @@ FROM generate_series(1, $4) AS g`, tag, db.Dialect().Int64s(parts), state, n)
 		js, _ := json.Marshal(parts)
 		now := time.Now().UnixMicro()
 		_, err = db.SQL().Exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?)
-INSERT INTO `+table+` (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at)
+INSERT INTO `+table+` (id, partition_key, partition_no, name, aggregate_version, payload, occurred_at, created_at, state, delivered_at, attempts, next_attempt_at, last_error)
 SELECT ? || i, 'key-' || printf('%04d', i % 1000), json_extract(?, '$[' || (i % 1000) || ']'), 'bench.event', i, zeroblob(100),
-       ?, ?, ?, CASE WHEN ? = 1 THEN ? END
-FROM g`, n, tag, string(js), now, now, state, state, now)
+       ?, ?, ?, CASE WHEN ? = 1 THEN ? END,
+       CASE WHEN ? = 2 THEN 1 ELSE 0 END, CASE WHEN ? = 2 THEN ? END, CASE WHEN ? = 2 THEN 'failure ' || (i % 7) END
+FROM g`, n, tag, string(js), now, now, state, state, now, state, state, now, state)
 		if err == nil {
 			// Fold the bulk load's write-ahead log into the database, as the
 			// automatic checkpoints of a steadily written database keep doing.
