@@ -135,3 +135,45 @@ func (o *Outbox) Leases(ctx context.Context) ([]Lease, error) {
 	}
 	return out, o.wrap("list leases", rows.Err(), o.st.Table("outbox_leases"))
 }
+
+// RelayInfo is one live relay as Relays reads it.
+type RelayInfo struct {
+	// ID is the relay's name (RelayConfig.ID).
+	ID string
+	// ExpiresAt is when its heartbeat lapses: a relay renews it every
+	// LeaseDuration/3, so one past it has stopped or lost the database.
+	ExpiresAt time.Time
+	// Delivered counts the messages it delivered since its Run or Drain
+	// started, as of its last heartbeat. Two reads some time apart give
+	// its delivery rate, from the database alone.
+	Delivered int64
+	// Partitions is how many partitions it holds now: leases naming it
+	// that have not expired.
+	Partitions int
+}
+
+// Relays lists the live relays (heartbeat not lapsed), in id order, with
+// how much each delivered and how many partitions it holds, from any
+// process that reaches the database.
+func (o *Outbox) Relays(ctx context.Context) ([]RelayInfo, error) {
+	table := o.st.Table("outbox_relays")
+	now := o.d.Time(time.Now())
+	rows, err := o.db.QueryContext(ctx, o.q.Relays, now, now)
+	if err != nil {
+		return nil, o.wrap("list relays", err, table)
+	}
+	defer rows.Close()
+	var out []RelayInfo
+	for rows.Next() {
+		var (
+			r   RelayInfo
+			exp dialect.Timestamp
+		)
+		if err := rows.Scan(&r.ID, &exp, &r.Delivered, &r.Partitions); err != nil {
+			return nil, o.wrap("list relays", err, table)
+		}
+		r.ExpiresAt = exp.Time
+		out = append(out, r)
+	}
+	return out, o.wrap("list relays", rows.Err(), table)
+}

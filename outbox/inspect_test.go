@@ -107,3 +107,49 @@ func TestLeases(t *testing.T) {
 		}
 	})
 }
+
+// TestRelaysCountDeliveries lists the live relays: none before a relay
+// runs; one that delivered n messages shows n with its next heartbeat,
+// with every partition; none once it stopped and left.
+func TestRelaysCountDeliveries(t *testing.T) {
+	each(t, func(t *testing.T, db testdb.DB) {
+		ctx := context.Background()
+		ob := newOutbox(t, db.Store)
+		relays := func() []outbox.RelayInfo {
+			t.Helper()
+			rs, err := ob.Relays(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rs
+		}
+		if rs := relays(); len(rs) != 0 {
+			t.Fatalf("Relays before any relay ran = %+v", rs)
+		}
+		rec := &recorder{}
+		// Leases of 900ms: a heartbeat every 300ms.
+		r := newRelay(t, db.Store, rec, outbox.RelayConfig{ID: "relay-a", LeaseDuration: 900 * time.Millisecond})
+		h := runRelay(t, r)
+		holdsAll(t, r)
+		fill(t, ob, 5, 8) // 40 messages
+		testdb.Eventually(t, 10*time.Second, "delivery of every message", func() bool { return rec.count() == 40 })
+		var got outbox.RelayInfo
+		testdb.Eventually(t, 10*time.Second, "a heartbeat counting 40 deliveries", func() bool {
+			rs := relays()
+			if len(rs) != 1 {
+				t.Fatalf("Relays = %+v; want relay-a alone", rs)
+			}
+			got = rs[0]
+			return got.Delivered == 40
+		})
+		if got.ID != "relay-a" || got.Partitions != outbox.Partitions || !got.ExpiresAt.After(time.Now()) {
+			t.Errorf("relay = %+v; want relay-a holding every partition, its heartbeat not lapsed", got)
+		}
+		if err := h.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if rs := relays(); len(rs) != 0 {
+			t.Errorf("Relays after the relay stopped = %+v; want none", rs)
+		}
+	})
+}

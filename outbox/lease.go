@@ -19,13 +19,14 @@ import (
 // rebalance does not cause double delivery. Times
 // are the relay's own clock, passed as parameters.
 type leases struct {
-	ob       *Outbox
-	id       string
-	pref     int // offset of the partitions this relay prefers
-	duration time.Duration
-	log      *slog.Logger
-	acquired func() // called when partitions were acquired
-	kick     chan struct{}
+	ob        *Outbox
+	id        string
+	pref      int // offset of the partitions this relay prefers
+	duration  time.Duration
+	log       *slog.Logger
+	acquired  func()       // called when partitions were acquired
+	delivered func() int64 // the relay's delivered count, for the heartbeat
+	kick      chan struct{}
 
 	// mu guards the partition sets, which the delivery goroutines read
 	// while the lease goroutine changes them.
@@ -99,7 +100,7 @@ func (l *leases) tick(ctx context.Context, greedy bool) error {
 	relays, table := l.ob.st.Table("outbox_relays"), l.ob.st.Table("outbox_leases")
 	now := time.Now()
 	exp := now.Add(l.duration)
-	if _, err := db.ExecContext(ctx, q.Heartbeat, l.id, d.Time(exp)); err != nil {
+	if _, err := db.ExecContext(ctx, q.Heartbeat, l.id, d.Time(exp), l.delivered()); err != nil {
 		return l.ob.wrap("heartbeat", err, relays)
 	}
 	if _, err := db.ExecContext(ctx, q.ReapRelays, d.Time(now.Add(-l.duration))); err != nil {

@@ -94,6 +94,7 @@ func (p *pipeline) finish(b *batch) {
 	p.r.learnPace(b)
 	p.r.report(b)
 	p.delivered += b.rep.Delivered
+	p.r.delivered.Add(int64(b.rep.Delivered))
 	if b.err != nil && p.err == nil {
 		p.err = b.err
 	}

@@ -60,6 +60,9 @@ type Relay struct {
 
 	acquired chan struct{} // the lease goroutine acquired partitions
 	running  atomic.Bool
+	// delivered counts the messages delivered since Run or Drain started;
+	// every heartbeat writes it to the relays table (see Outbox.Relays).
+	delivered atomic.Int64
 
 	// Owned by the delivering goroutine.
 	stuck map[string]time.Time // keys whose failed message could not be recorded, until a retry time
@@ -103,13 +106,14 @@ func NewRelay(st *store.Store, pub Publisher, cfg RelayConfig) (*Relay, error) {
 		r.claim, r.claimExcept, r.claimAhead = ob.q.ClaimSkip, ob.q.ClaimSkipExcept, ob.q.ClaimSkipAhead
 	}
 	r.leases = &leases{
-		ob:       ob,
-		id:       cfg.ID,
-		pref:     int(h.Sum32() % Partitions),
-		duration: cfg.LeaseDuration,
-		log:      r.log,
-		acquired: func() { signal(r.acquired) },
-		kick:     make(chan struct{}, 1),
+		ob:        ob,
+		id:        cfg.ID,
+		pref:      int(h.Sum32() % Partitions),
+		duration:  cfg.LeaseDuration,
+		log:       r.log,
+		acquired:  func() { signal(r.acquired) },
+		delivered: r.delivered.Load,
+		kick:      make(chan struct{}, 1),
 	}
 	return r, nil
 }
@@ -155,6 +159,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	defer r.running.Store(false)
 	defer r.stmts.close()
+	r.delivered.Store(0)
 	err := r.run(ctx)
 	if err != nil {
 		r.log.Error("keel: relay stopped", "err", err)
@@ -246,6 +251,7 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 	}
 	defer r.running.Store(false)
 	defer r.stmts.close()
+	r.delivered.Store(0)
 	if err := r.leases.tick(ctx, true); err != nil {
 		r.leases.leave()
 		return 0, err

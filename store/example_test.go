@@ -77,4 +77,5 @@ func ExampleStore_Migrations() {
 	// 5 0005_outbox_leases_rows
 	// 6 0006_aggregates_state_version
 	// 7 0007_scheduled
+	// 8 0008_outbox_relays_delivered
 }

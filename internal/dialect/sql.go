@@ -47,12 +47,16 @@ type SQL struct {
 	// (cutoff, batch)
 	Cleanup string
 
-	// Heartbeat records a live relay. (relay id, expires at)
+	// Heartbeat records a live relay with how many messages it delivered
+	// since it started. (relay id, expires at, delivered)
 	Heartbeat string
 	// ReapRelays forgets relays that stopped heartbeating. (cutoff)
 	ReapRelays string
 	// LiveRelays counts live relays. (now)
 	LiveRelays string
+	// Relays lists the live relays in id order, as (id, expires_at,
+	// delivered, partitions held now). (now, now)
+	Relays string
 	// Renew extends every lease a relay holds. (expires at, owner)
 	Renew string
 	// Acquire takes up to limit free or expired partitions, those the relay
@@ -200,10 +204,13 @@ WHERE o.state = 2 AND o.seq > ?`
 		Cleanup: `DELETE FROM {p}outbox WHERE seq IN (SELECT seq FROM {p}outbox
     WHERE state = 1 AND delivered_at < ? ORDER BY delivered_at, seq LIMIT ?)`,
 
-		Heartbeat: `INSERT INTO {p}outbox_relays (id, expires_at) VALUES (?, ?)
-ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at`,
+		Heartbeat: `INSERT INTO {p}outbox_relays (id, expires_at, delivered) VALUES (?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, delivered = excluded.delivered`,
 		ReapRelays: `DELETE FROM {p}outbox_relays WHERE expires_at < ?`,
 		LiveRelays: `SELECT COUNT(*) FROM {p}outbox_relays WHERE expires_at > ?`,
+		Relays: `SELECT r.id, r.expires_at, r.delivered,
+       (SELECT COUNT(*) FROM {p}outbox_leases l WHERE l.owner = r.id AND l.expires_at > ?)
+FROM {p}outbox_relays r WHERE r.expires_at > ? ORDER BY r.id`,
 		Renew:      `UPDATE {p}outbox_leases SET expires_at = ? WHERE owner = ?`,
 		// The outer condition is re-checked against the current row when two
 		// relays race for one partition (PostgreSQL re-evaluates it after
@@ -377,7 +384,7 @@ var Schema = []struct {
 	{"aggregates", "aggregate_type, aggregate_id, version, state, state_version, created_at, updated_at"},
 	{"outbox", "seq, id, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at, created_at, state, attempts, next_attempt_at, last_error, delivered_at"},
 	{"outbox_leases", "partition_no, owner, expires_at"},
-	{"outbox_relays", "id, expires_at"},
+	{"outbox_relays", "id, expires_at, delivered"},
 	{"inbox", "handler, message_id, processed_at"},
 	{"idempotency", "key, result, created_at"},
 	{"scheduled", "seq, id, due_at, topic, partition_key, partition_no, name, aggregate_type, aggregate_id, aggregate_version, payload, headers, correlation_id, causation_id, occurred_at, created_at"},

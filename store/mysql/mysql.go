@@ -99,8 +99,8 @@ WHERE o.state = 0`
 	q.DueScheduled += " FOR UPDATE SKIP LOCKED"
 	q.MoveScheduled = dialect.MoveScheduled(ids + "\nWHERE TRUE")
 	q.DeleteScheduled = `DELETE s FROM ` + ids
-	q.Heartbeat = `INSERT INTO {p}outbox_relays (id, expires_at) VALUES (?, ?)
-ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)`
+	q.Heartbeat = `INSERT INTO {p}outbox_relays (id, expires_at, delivered) VALUES (?, ?, ?)
+ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at), delivered = VALUES(delivered)`
 	// InnoDB's UPDATE reads the latest committed rows and locks them, so two
 	// relays racing for a partition cannot both win it. The repeated
 	// condition takes both "now" parameters of the statement's contract.
