@@ -17,7 +17,7 @@ type Stats struct {
 	// Retrying counts pending rows that have failed at least once.
 	Retrying int64
 	// Parked counts rows that used up their attempts or failed permanently;
-	// they wait for Requeue or RequeueKey.
+	// they wait for Requeue, RequeueKey or RequeueError.
 	Parked int64
 	// OldestPending is the age of the oldest pending row, measured from its
 	// enqueue; zero when nothing is pending. Alert on it.
@@ -58,10 +58,18 @@ type ParkedMessage struct {
 }
 
 // ParkedQuery selects parked rows for Parked. The zero value lists the
-// first 100 in outbox order.
+// first 100 in outbox order. Filters combine: Key, Name and Error together
+// list the parked rows that match all three.
 type ParkedQuery struct {
 	// Key, if set, lists only the parked rows of this partition key.
 	Key string
+	// Name, if set, lists only parked rows of this event name.
+	Name string
+	// Error, if set, lists only parked rows whose last error has this
+	// fingerprint (ErrorFingerprint, as ParkedErrors lists them). It is
+	// matched in Go, over the rows the other filters select, read in
+	// pages of 1000: a page of a rare error may read many parked rows.
+	Error string
 	// AfterSeq lists rows after this outbox position; pass the Seq of the
 	// last row of the previous page to page on.
 	AfterSeq int64
@@ -69,39 +77,86 @@ type ParkedQuery struct {
 	Limit int
 }
 
-// Parked lists parked rows in outbox order, with their last error and
-// attempt count (Message.Attempts).
+// Parked lists the parked rows the query selects, in outbox order, with
+// their last error and attempt count (Message.Attempts). An Error that is
+// not a fingerprint is refused with an error wrapping
+// store.ErrInvalidConfig.
 func (o *Outbox) Parked(ctx context.Context, q ParkedQuery) ([]ParkedMessage, error) {
 	limit := q.Limit
 	if limit <= 0 {
-		limit = 100
+		limit = defaultParkedLimit
 	}
-	query, args := o.q.Parked, []any{q.AfterSeq, limit}
-	if q.Key != "" {
-		query, args = o.q.ParkedByKey, []any{q.AfterSeq, PartitionOf(q.Key), q.Key, limit}
+	if q.Error != "" {
+		if err := checkFingerprint("Parked", q.Error); err != nil {
+			return nil, err
+		}
 	}
+	// The statement's parameters between AfterSeq and the limit.
+	query, filter := o.q.Parked, []any{}
+	switch {
+	case q.Key != "" && q.Name != "":
+		query, filter = o.q.ParkedByKeyName, []any{PartitionOf(q.Key), q.Key, q.Name}
+	case q.Key != "":
+		query, filter = o.q.ParkedByKey, []any{PartitionOf(q.Key), q.Key}
+	case q.Name != "":
+		query, filter = o.q.ParkedByName, []any{q.Name}
+	}
+	read := func(after int64, n int, keep func(*ParkedMessage) bool, out []ParkedMessage) ([]ParkedMessage, int, int64, error) {
+		return o.readParked(ctx, query, append(append([]any{after}, filter...), n), keep, out, limit)
+	}
+	if q.Error == "" {
+		out, _, _, err := read(q.AfterSeq, limit, nil, nil)
+		return out, err
+	}
+	keep := func(p *ParkedMessage) bool { return ErrorFingerprint(p.LastError) == q.Error }
+	var (
+		out   []ParkedMessage
+		after = q.AfterSeq
+	)
+	for {
+		var (
+			n   int
+			err error
+		)
+		out, n, after, err = read(after, parkedPage, keep, out)
+		if err != nil || n < parkedPage || len(out) == limit {
+			return out, err
+		}
+	}
+}
+
+// readParked runs a Parked statement and appends to out the rows keep
+// accepts (every row when keep is nil), stopping once out holds limit
+// rows. It returns out, how many rows it read and the seq of the last.
+func (o *Outbox) readParked(ctx context.Context, query string, args []any, keep func(*ParkedMessage) bool, out []ParkedMessage, limit int) ([]ParkedMessage, int, int64, error) {
 	rows, err := o.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, o.wrap("list parked", err, o.table)
+		return out, 0, 0, o.wrap("list parked", err, o.table)
 	}
 	defer rows.Close()
-	var out []ParkedMessage
-	for rows.Next() {
+	var (
+		n    int
+		last int64
+	)
+	for len(out) < limit && rows.Next() {
 		var (
 			p        ParkedMessage
 			lastErr  *string
 			parkedAt dialect.Timestamp
 		)
 		if p.Message, err = o.scanMessage(rows, &lastErr, &parkedAt); err != nil {
-			return nil, o.wrap("list parked", err, o.table)
+			return out, n, last, o.wrap("list parked", err, o.table)
 		}
+		n, last = n+1, p.Seq
 		p.ParkedAt = parkedAt.Time
 		if lastErr != nil {
 			p.LastError = *lastErr
 		}
-		out = append(out, p)
+		if keep == nil || keep(&p) {
+			out = append(out, p)
+		}
 	}
-	return out, o.wrap("list parked", rows.Err(), o.table)
+	return out, n, last, o.wrap("list parked", rows.Err(), o.table)
 }
 
 // Requeue makes the parked message with the given id pending again, with a

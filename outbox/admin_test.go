@@ -18,12 +18,18 @@ import (
 // their last attempt, with last_error "boom" and 3 attempts.
 func park(t testing.TB, db testdb.DB, parkedAt time.Time, ids ...string) {
 	t.Helper()
-	args := []any{db.Dialect().Time(parkedAt)}
+	parkWith(t, db, parkedAt, "boom", ids...)
+}
+
+// parkWith is park with the given last error.
+func parkWith(t testing.TB, db testdb.DB, parkedAt time.Time, lastErr string, ids ...string) {
+	t.Helper()
+	args := []any{lastErr, db.Dialect().Time(parkedAt)}
 	for _, id := range ids {
 		args = append(args, id)
 	}
 	in := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
-	res, err := db.SQL().Exec(db.Dialect().Rebind("UPDATE keel_outbox SET state = 2, attempts = 3, last_error = 'boom', next_attempt_at = ? WHERE id IN ("+in+")"), args...)
+	res, err := db.SQL().Exec(db.Dialect().Rebind("UPDATE keel_outbox SET state = 2, attempts = 3, last_error = ?, next_attempt_at = ? WHERE id IN ("+in+")"), args...)
 	if err != nil {
 		t.Fatal(err)
 	}

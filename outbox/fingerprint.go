@@ -93,8 +93,11 @@ func ErrorPattern(text string) string {
 // hex digits of the SHA-256 of its ErrorPattern, a short id that is the
 // same for every error of one pattern and stays the same across processes
 // and releases of keel that keep ErrorPattern's rules.
-func ErrorFingerprint(text string) string {
-	sum := sha256.Sum256([]byte(ErrorPattern(text)))
+func ErrorFingerprint(text string) string { return fingerprintOf(ErrorPattern(text)) }
+
+// fingerprintOf returns the fingerprint of a pattern.
+func fingerprintOf(pattern string) string {
+	sum := sha256.Sum256([]byte(pattern))
 	return hex.EncodeToString(sum[:fingerprintLen/2])
 }
 

@@ -26,7 +26,7 @@ const (
 	// RelayConfig.Retention.
 	StateDelivered State = 1
 	// StateParked rows used up their attempts or failed permanently; they
-	// wait for Requeue or RequeueKey.
+	// wait for Requeue, RequeueKey or RequeueError.
 	StateParked State = 2
 )
 

@@ -82,10 +82,27 @@ type SQL struct {
 	// ParkedByKey lists one key's parked rows after a seq. (after seq,
 	// partition, key, limit)
 	ParkedByKey string
+	// ParkedByName lists the parked rows of one event name after a seq.
+	// (after seq, name, limit)
+	ParkedByName string
+	// ParkedByKeyName lists the parked rows of one key and event name
+	// after a seq. (after seq, partition, key, name, limit)
+	ParkedByKeyName string
+	// ParkedKeys lists up to limit keys with parked rows whose oldest
+	// parked row is above a seq, oldest first, as (key, parked rows, the
+	// oldest's seq, id, name, last error and parking time). (after seq,
+	// limit)
+	ParkedKeys string
+	// ParkedScan reads (seq, id, partition key, last error) of up to limit
+	// parked rows after a seq, in seq order, for grouping by error.
+	// (after seq, limit)
+	ParkedScan string
 	// Requeue makes one parked row pending again. (message id)
 	Requeue string
 	// RequeueKey makes a key's parked rows pending again. (partition, key)
 	RequeueKey string
+	// RequeueIDs makes the listed parked rows pending again. (ids list)
+	RequeueIDs string
 	// Lookup reads one row by message id, whatever its state, with its
 	// state, last error, next attempt and delivery times. (message id)
 	Lookup string
@@ -191,6 +208,18 @@ func Standard(in, inText func(expr string) string) SQL {
 	parked := `SELECT ` + MessageColumns + `, o.last_error, o.next_attempt_at
 FROM {p}outbox o
 WHERE o.state = 2 AND o.seq > ?`
+	// Parked rows of any key are read from the index of held-back keys,
+	// which holds the parked rows (and the retrying ones): the condition
+	// repeats its predicate word for word, as the claims do, and "+" keeps
+	// seq out of index conditions and sort orders, so that the planner
+	// reads that small partial index and sorts what it finds, rather than
+	// every row from AfterSeq on in seq order, delivered history included
+	// (SQLite, which keeps no statistics, would). A key's own parked rows
+	// are found through the same index by key, already in seq order.
+	const parkedOnly = `(o.state = 2 OR (o.state = 0 AND o.attempts > 0)) AND o.state = 2`
+	parkedAny := `SELECT ` + MessageColumns + `, o.last_error, o.next_attempt_at
+FROM {p}outbox o
+WHERE ` + parkedOnly + ` AND +o.seq > ?`
 	requeue := `UPDATE {p}outbox SET state = 0, attempts = 0, next_attempt_at = NULL WHERE `
 	return SQL{
 		Claim:           q.Claim,
@@ -208,9 +237,6 @@ WHERE o.state = 2 AND o.seq > ?`
 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, delivered = excluded.delivered`,
 		ReapRelays: `DELETE FROM {p}outbox_relays WHERE expires_at < ?`,
 		LiveRelays: `SELECT COUNT(*) FROM {p}outbox_relays WHERE expires_at > ?`,
-		Relays: `SELECT r.id, r.expires_at, r.delivered,
-       (SELECT COUNT(*) FROM {p}outbox_leases l WHERE l.owner = r.id AND l.expires_at > ?)
-FROM {p}outbox_relays r WHERE r.expires_at > ? ORDER BY r.id`,
 		Renew:      `UPDATE {p}outbox_leases SET expires_at = ? WHERE owner = ?`,
 		// The outer condition is re-checked against the current row when two
 		// relays race for one partition (PostgreSQL re-evaluates it after
@@ -225,14 +251,23 @@ WHERE (owner = '' OR expires_at < ?)
 		Release:    `UPDATE {p}outbox_leases SET owner = '', expires_at = ? WHERE owner = ? AND ` + in("partition_no"),
 		ReleaseAll: `UPDATE {p}outbox_leases SET owner = '', expires_at = ? WHERE owner = ?`,
 		Leave:      `DELETE FROM {p}outbox_relays WHERE id = ?`,
+		Relays: `SELECT r.id, r.expires_at, r.delivered,
+       (SELECT COUNT(*) FROM {p}outbox_leases l WHERE l.owner = r.id AND l.expires_at > ?)
+FROM {p}outbox_relays r WHERE r.expires_at > ? ORDER BY r.id`,
 
 		StatsPending: `SELECT COUNT(*), COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0), MIN(created_at)
 FROM {p}outbox WHERE state = 0`,
-		StatsParked: `SELECT COUNT(*) FROM {p}outbox WHERE state = 2`,
-		Parked:      parked + ` ORDER BY o.seq LIMIT ?`,
-		ParkedByKey: parked + ` AND o.partition_no = ? AND o.partition_key = ? ORDER BY o.seq LIMIT ?`,
-		Requeue:     requeue + `id = ? AND state = 2`,
-		RequeueKey:  requeue + `partition_no = ? AND partition_key = ? AND state = 2`,
+		StatsParked:     `SELECT COUNT(*) FROM {p}outbox WHERE state = 2`,
+		Parked:          parkedAny + ` ORDER BY +o.seq LIMIT ?`,
+		ParkedByKey:     parked + ` AND o.partition_no = ? AND o.partition_key = ? ORDER BY o.seq LIMIT ?`,
+		ParkedByName:    parkedAny + ` AND o.name = ? ORDER BY +o.seq LIMIT ?`,
+		ParkedByKeyName: parked + ` AND o.partition_no = ? AND o.partition_key = ? AND o.name = ? ORDER BY o.seq LIMIT ?`,
+		ParkedKeys:      ParkedKeys(`{p}outbox o`, parkedOnly),
+		Requeue:         requeue + `id = ? AND state = 2`,
+		RequeueKey:      requeue + `partition_no = ? AND partition_key = ? AND state = 2`,
+		RequeueIDs:      requeue + inText("id") + ` AND state = 2`,
+		ParkedScan: `SELECT o.seq, o.id, o.partition_key, o.last_error FROM {p}outbox o
+WHERE ` + parkedOnly + ` AND +o.seq > ? ORDER BY +o.seq LIMIT ?`,
 		Lookup: `SELECT ` + MessageColumns + `, o.state, o.last_error, o.next_attempt_at, o.delivered_at
 FROM {p}outbox o WHERE o.id = ?`,
 		Leases:         `SELECT partition_no, owner, expires_at FROM {p}outbox_leases ORDER BY partition_no`,
@@ -296,6 +331,24 @@ LIMIT ?`
 	q.Claim, q.ClaimSkip = build(held, ""), build(retrying, "")
 	q.ClaimExcept, q.ClaimSkipExcept = build(held, not), build(retrying, not)
 	q.ClaimAhead, q.ClaimSkipAhead = build(held, ahead), build(retrying, ahead)
+}
+
+// ParkedKeys returns the ParkedKeys statement reading the outbox as o
+// from source ("{p}outbox o" with any index hint) under a condition that
+// selects the parked rows: it groups them by key, keeps the keys whose
+// oldest parked row is above the seq parameter, and reads each such row by
+// its seq.
+func ParkedKeys(source, parked string) string {
+	return `SELECT g.partition_key, g.n, f.seq, f.id, f.name, f.last_error, f.next_attempt_at
+FROM (SELECT o.partition_no, o.partition_key, COUNT(*) AS n, MIN(o.seq) AS first_seq
+      FROM ` + source + `
+      WHERE ` + parked + `
+      GROUP BY o.partition_no, o.partition_key
+      HAVING MIN(o.seq) > ?
+      ORDER BY MIN(o.seq)
+      LIMIT ?) g
+JOIN {p}outbox f ON f.seq = g.first_seq
+ORDER BY g.first_seq`
 }
 
 // NoEarlier is the condition that no earlier row b of the claimed row o's
