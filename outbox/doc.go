@@ -156,9 +156,29 @@
 // Administration needs only the store, no relay and no Publisher:
 // Outbox.Stats reports pending, retrying and parked counts and the oldest
 // pending message's age; Parked lists parked messages with their last
-// error; Requeue and RequeueKey release them (and wake the relays, in other
-// processes too where the dialect can); Cleanup deletes delivered rows kept
-// for retention. A relay's own outbox is Relay.Outbox.
+// error, of one key, event name or error; Lookup reads one message in any
+// state. Requeue, RequeueKey and RequeueError release parked messages (and
+// wake the relays, in other processes too where the dialect can); Cleanup
+// deletes delivered rows kept for retention. A relay's own outbox is
+// Relay.Outbox.
+//
+// When many messages are parked, two summaries show what went wrong.
+// ParkedKeys lists the keys with parked messages, oldest first, each with
+// its count and its oldest parked message, the one that holds the key
+// back; the database groups them, reading an index of the parked rows
+// only. ParkedErrors groups the parked messages by the fingerprint of
+// their last error: ErrorPattern replaces the numbers, ids and quoted
+// values of an error text with placeholders, and ErrorFingerprint names
+// the pattern, so that "order 17: timeout after 3s" and "order 912:
+// timeout after 5s" count as one cause. A group's fingerprint lists its
+// messages (ParkedQuery.Error) and requeues them all (RequeueError) once
+// the cause is fixed; a key's order holds, since a requeued message still
+// waits behind an earlier parked message of its key.
+//
+// Leases shows which relay holds which partition, and Relays lists the
+// live relays with how many messages each delivered since it started,
+// written with its heartbeats: two reads some time apart give the delivery
+// rate of each relay, from the database alone.
 //
 // # Messages
 //

@@ -17,9 +17,10 @@ import (
 )
 
 // Outbox writes messages into the outbox table inside the caller's
-// transaction, and administers the table: Stats, Parked, Lookup, Leases,
-// Requeue, RequeueKey and Cleanup need no relay and no Publisher. It is safe for
-// concurrent use.
+// transaction, and administers the table: Stats, Parked, ParkedKeys,
+// ParkedErrors, Lookup, Leases, Relays, Requeue, RequeueKey, RequeueError
+// and Cleanup need no relay and no Publisher. It is safe for concurrent
+// use.
 type Outbox struct {
 	st    *store.Store
 	db    *sql.DB
