@@ -37,6 +37,7 @@ type cli struct {
 	all         bool   // processes --all
 	afterID     string // processes --after
 	relayFlags  relayOptions
+	console     consoleOptions // console, and relay --console
 
 	// storeOptions are the options the store is opened with, beyond the
 	// prefix; a command sets them before it opens the store.

@@ -18,7 +18,9 @@
 //	inbox show ID          which handlers have applied a message
 //	leases                 which relay holds which partitions, until when
 //	processes              running processes, their state and next timeout
-//	relay                  run a relay that publishes to Kafka
+//	relay                  run a relay that publishes to Kafka (--console
+//	                       ADDR serves the web console beside it)
+//	console                serve the web console on --http ADDR
 //
 // Every command takes --dsn (or the KEEL_DSN environment variable) naming
 // the database, --prefix for keel's table prefix, and --json to print JSON
@@ -69,6 +71,7 @@ var commands = []command{
 	{name: "leases", summary: "show which relay holds which partitions, and until when", run: leases},
 	{name: "processes", summary: "list the running processes (--all: ended ones too) with their state and next timeout", run: processes, flags: processesFlags},
 	{name: "relay", summary: "run a relay that publishes the outbox to Kafka", run: relay, flags: relayFlags},
+	{name: "console", summary: "serve the web console: pending, parked and leases, with requeue", run: consoleCmd, flags: consoleFlags},
 }
 
 // usageError is a mistake in the command line: exit status 2.

@@ -67,6 +67,8 @@ func relayFlags(c *cli) {
 	c.fs.IntVar(&o.attempts, "max-attempts", 0, "deliveries of a message before it is parked (default the relay's)")
 	c.fs.BoolVar(&o.autoTopic, "create-topics", false, "let the broker create missing topics on first write")
 	c.fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	c.fs.StringVar(&c.console.addr, "console", "", "serve the web console on this address too, such as 127.0.0.1:8080")
+	c.fs.BoolVar(&c.console.readOnly, "console-read-only", false, "serve the console read-only: no requeue")
 }
 
 // relay runs a relay publishing to Kafka until SIGINT or SIGTERM. It then
@@ -174,6 +176,14 @@ func relay(ctx context.Context, c *cli) error {
 			}
 		}()
 		log.Info("keel: serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	}
+
+	if c.console.addr != "" {
+		stopConsole, err := serveConsole(ctx, st, c.console, log)
+		if err != nil {
+			return err
+		}
+		defer stopConsole()
 	}
 
 	log.Info("keel: relay starting", "id", relay.ID(), "brokers", brokers, "topic", o.topic, "routes", len(o.routes))

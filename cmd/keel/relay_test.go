@@ -67,7 +67,7 @@ func startDaemon(t *testing.T, dsn, broker, id string, lease time.Duration) *dae
 				Msg  string
 				Addr string
 			}
-			if json.Unmarshal([]byte(line), &entry) == nil && entry.Addr != "" {
+			if json.Unmarshal([]byte(line), &entry) == nil && entry.Addr != "" && strings.HasPrefix(entry.Msg, "keel: serving /metrics") {
 				d.addr <- entry.Addr
 			}
 		}
