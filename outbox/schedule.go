@@ -63,8 +63,11 @@ const moveBatch = 1000
 
 // moveDue moves up to moveBatch scheduled messages due by now into the
 // outbox, in one transaction, and returns how many it moved. Several
-// relays may run it at once: PostgreSQL and MySQL skip the rows another
-// has locked, and SQLite runs one writer at a time.
+// relays may run it at once, one after another: on PostgreSQL and MySQL a
+// relay waits for the due rows another has locked, and SQLite runs one
+// writer at a time. Taking the rows another relay has not locked instead
+// would let a later move commit first, and its messages take outbox
+// positions ahead of earlier messages of the same keys.
 func (o *Outbox) moveDue(ctx context.Context, now time.Time) (int, error) {
 	tx, err := o.db.BeginTx(ctx, nil)
 	if err != nil {

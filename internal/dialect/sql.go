@@ -114,8 +114,9 @@ type SQL struct {
 
 	// DueScheduled lists up to limit scheduled messages due by now, in the
 	// order they fall due (those due at once in the order they were
-	// scheduled), locking them where the dialect can skip rows
-	// another transaction locked. (now, limit)
+	// scheduled), locking them where the dialect has row locks, and
+	// waiting for rows another transaction locked, so that moves commit in
+	// due order. (now, limit)
 	DueScheduled string
 	// MoveScheduled copies the listed scheduled messages into the outbox in
 	// DueScheduled's order, leaving out any whose id the outbox already

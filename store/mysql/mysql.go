@@ -96,7 +96,10 @@ WHERE o.state = 0`
 	// Scheduled messages are reached through their id's index from their
 	// list, as the outbox's rows are through theirs, never by a scan of rows waiting for later.
 	const ids = "JSON_TABLE(?, '$[*]' COLUMNS (v VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$')) AS l STRAIGHT_JOIN {p}scheduled s FORCE INDEX ({p}scheduled_id_key) ON s.id = l.v"
-	q.DueScheduled += " FOR UPDATE SKIP LOCKED"
+	// A relay moving due messages waits for rows another has locked rather
+	// than skip them: moves then commit in the order their messages fell
+	// due, which keeps a key's messages in order across relays.
+	q.DueScheduled += " FOR UPDATE"
 	q.MoveScheduled = dialect.MoveScheduled(ids + "\nWHERE TRUE")
 	q.DeleteScheduled = `DELETE s FROM ` + ids
 	// Parked rows are read from outbox_state_idx (state, seq), which holds

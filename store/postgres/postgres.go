@@ -61,9 +61,10 @@ RETURNING message_id`
 	q.InboxRelease = `DELETE FROM {p}inbox WHERE handler = ?::text AND message_id = ANY(?::text[])`
 	q.MigrationsCreate = `CREATE TABLE IF NOT EXISTS {p}migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)`
 	q.MigrationsLiteral = `INSERT INTO {p}migrations (version, name, applied_at) VALUES (%d, %s, now());`
-	// Relays moving due messages at once each take rows the others have not
-	// locked, rather than wait for them.
-	q.DueScheduled += " FOR UPDATE SKIP LOCKED"
+	// A relay moving due messages waits for rows another has locked rather
+	// than skip them: moves then commit in the order their messages fell
+	// due, which keeps a key's messages in order across relays.
+	q.DueScheduled += " FOR UPDATE"
 	return q
 }()
 
