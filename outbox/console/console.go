@@ -167,13 +167,26 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Run samples the outbox every Options.Refresh until ctx ends, so that the
 // overview's chart covers the time nobody watched. It returns nil when ctx
-// ends. Without Run the console samples as it serves the overview.
+// ends. Without Run the console samples as it serves the overview. While
+// the database cannot be read it logs a warning at the first failure and
+// then once a minute, and says when sampling works again.
 func (c *Console) Run(ctx context.Context) error {
 	t := time.NewTicker(c.opts.Refresh)
 	defer t.Stop()
+	var failingSince, warned time.Time
 	for {
-		if _, err := c.sample(ctx, true); err != nil && ctx.Err() == nil {
-			c.log.WarnContext(ctx, "keel: console could not sample the outbox", "err", err)
+		_, err := c.sample(ctx, true)
+		switch now := time.Now(); {
+		case ctx.Err() != nil:
+		case err != nil && (failingSince.IsZero() || now.Sub(warned) >= time.Minute):
+			if failingSince.IsZero() {
+				failingSince = now
+			}
+			warned = now
+			c.log.WarnContext(ctx, "keel: console could not sample the outbox", "err", err, "failing_for", now.Sub(failingSince).Round(time.Second))
+		case err == nil && !failingSince.IsZero():
+			c.log.InfoContext(ctx, "keel: console samples the outbox again", "failed_for", now.Sub(failingSince).Round(time.Second))
+			failingSince = time.Time{}
 		}
 		select {
 		case <-ctx.Done():

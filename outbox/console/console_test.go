@@ -1,13 +1,18 @@
 package console_test
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/keel-go/keel/internal/testdb"
 	"github.com/keel-go/keel/outbox"
@@ -269,4 +274,46 @@ func cutBody(s string) string {
 		return s[:3000] + "…"
 	}
 	return s
+}
+
+// TestRunLogsOutagesOnce closes the database under a running console: Run
+// warns once, not at every sample, and returns when its context ends.
+func TestRunLogsOutagesOnce(t *testing.T) {
+	db := testdb.Open(t, testdb.SQLiteModernc)
+	var logs lockedBuffer
+	con, err := console.New(db.Store, console.Options{Refresh: 500 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- con.Run(ctx) }()
+	time.Sleep(600 * time.Millisecond)
+	db.SQL().Close()
+	time.Sleep(2200 * time.Millisecond) // four or five failed samples
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run returned %v, want nil when its context ends", err)
+	}
+	if n := strings.Count(logs.String(), "could not sample"); n != 1 {
+		t.Fatalf("%d warnings over an outage of four samples, want 1:\n%s", n, logs.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
