@@ -84,13 +84,8 @@ func TestCSRF(t *testing.T) {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Sec-Fetch-Site", "cross-site")
 		req.Header.Set("Origin", "https://evil.example")
-		res, err := f.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusForbidden {
-			t.Errorf("cross-site POST: %d, want 403", res.StatusCode)
+		if code, _ := f.do(t, req); code != http.StatusForbidden {
+			t.Errorf("cross-site POST: %d, want 403", code)
 		}
 		// No cookie at all: a fresh client that never loaded a page.
 		other := &fixture{srv: f.srv, client: &http.Client{}, base: f.base}

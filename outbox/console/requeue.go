@@ -66,7 +66,8 @@ func (c *Console) requeue(w http.ResponseWriter, r *http.Request) {
 	code := http.StatusOK
 	switch {
 	case errors.Is(err, outbox.ErrNotParked):
-		code = c.notParked(r, &v)
+		rec, lerr := c.ob.Lookup(ctx, v.Target)
+		code = notParked(&v, rec, lerr)
 	case err != nil:
 		c.errorPage(w, r, status(asBadRequest(err)), asBadRequest(err))
 		return
@@ -97,14 +98,11 @@ func (c *Console) confirm(r *http.Request, v *requeueView) (int, error) {
 	switch v.What {
 	case "message":
 		rec, err := c.ob.Lookup(ctx, v.Target)
-		if errors.Is(err, outbox.ErrUnknownMessage) {
-			return c.notParked(r, v), nil
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, outbox.ErrUnknownMessage) {
 			return 0, err
 		}
-		if rec.State != outbox.StateParked {
-			return c.notParked(r, v), nil
+		if err != nil || rec.State != outbox.StateParked {
+			return notParked(v, rec, err), nil
 		}
 		v.Record = &rec
 	case "key":
@@ -138,11 +136,10 @@ func (c *Console) confirm(r *http.Request, v *requeueView) (int, error) {
 	return http.StatusOK, nil
 }
 
-// notParked explains why a message cannot be requeued, and returns the
-// status to report it with: 404 for an unknown id, 409 for a message that
-// is not parked.
-func (c *Console) notParked(r *http.Request, v *requeueView) int {
-	rec, err := c.ob.Lookup(r.Context(), v.Target)
+// notParked explains why a message cannot be requeued, from what Lookup
+// returned for it, and returns the status to report it with: 404 for an
+// unknown id, 409 for a message that is not parked.
+func notParked(v *requeueView, rec outbox.Record, err error) int {
 	switch {
 	case errors.Is(err, outbox.ErrUnknownMessage):
 		v.Problem = fmt.Sprintf("no outbox message has id %q: it was never enqueued, or it was delivered and deleted; nothing was requeued", v.Target)

@@ -56,16 +56,11 @@ func newFixture(t *testing.T, db testdb.DB, opts console.Options) *fixture {
 // status and body.
 func (f *fixture) get(t *testing.T, path string) (int, string) {
 	t.Helper()
-	res, err := f.client.Get(f.base + path)
+	req, err := http.NewRequest(http.MethodGet, f.base+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.StatusCode, string(b)
+	return f.do(t, req)
 }
 
 // post submits a form to a console path as the console's own page would:
@@ -82,6 +77,12 @@ func (f *fixture) post(t *testing.T, path string, form url.Values) (int, string)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", f.srv.URL)
 	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	return f.do(t, req)
+}
+
+// do sends req with the fixture's client and returns the status and body.
+func (f *fixture) do(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
 	res, err := f.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
